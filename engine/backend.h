@@ -1,0 +1,62 @@
+/* backend.h - the table of functions a compute backend (CPU, CUDA) implements. The generation
+ * API (engine/gen.h) drives a backend; the CPU backend is the reference the CUDA one is tested
+ * against, and both have exactly this signature.
+ *
+ * Sequences live in "slots": a slot owns the KV cache of one sequence (for CUDA, a list of
+ * paged blocks). The caller tells the backend at which position each fed token sits, so
+ * rewinding a sequence to a prefix (prompt-cache reuse) is simply feeding from an earlier
+ * position: entries past it are overwritten.
+ *
+ * Thread safety: one backend instance is driven by one thread at a time.
+ */
+#ifndef ENG_BACKEND_H
+#define ENG_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "awq_err.h"
+#include "model.h"
+
+typedef struct eng_backend_opts {
+    int threads;         /* CPU worker threads; 0 = all cores */
+    int max_ctx;         /* context length of one sequence (<= cfg.max_pos) */
+    int max_seqs;        /* slots to provision */
+    size_t kv_budget;    /* bytes for the KV cache of all slots; 0 = backend decides */
+    int device;          /* CUDA device ordinal */
+} eng_backend_opts;
+
+/* One batched step: sequence i feeds n_tokens[i] tokens starting at position pos[i] (a prefill
+ * chunk or a single decode token). Outputs are for the last fed token of each sequence. */
+typedef struct eng_batch {
+    int n_seq;
+    const int *slot;         /* (n_seq) */
+    const int *pos;          /* (n_seq) position of the first fed token */
+    const int *n_tokens;     /* (n_seq) >= 1 */
+    const int32_t *tokens;   /* (sum n_tokens) concatenated in sequence order */
+    float *logits;           /* (n_seq, vocab) out, fp32; NULL when only argmax is wanted */
+    int32_t *argmax;         /* (n_seq) out; NULL when not wanted */
+} eng_batch;
+
+typedef struct eng_backend_ops {
+    const char *name; /* "cpu", "cuda" */
+    /* Prepare weights (repack/upload) and the KV cache; *state owned by the backend. */
+    int (*create)(char *err, const eng_model *m, const eng_backend_opts *o, void **state);
+    /* Claim a free slot (AWQ_EBUSY when none). */
+    int (*slot_alloc)(char *err, void *state, int *slot);
+    /* Release a slot and its KV memory at once (finish, cancel, disconnect). */
+    void (*slot_free)(void *state, int slot);
+    /* Run one batched step; see eng_batch. */
+    int (*forward)(char *err, void *state, const eng_batch *b);
+    /* Bytes held: weights (beyond the mapping) and KV cache. */
+    void (*memory)(void *state, size_t *weights, size_t *kv);
+    void (*destroy)(void *state);
+} eng_backend_ops;
+
+extern const eng_backend_ops eng_cpu_backend;
+#ifdef AWQ_HAVE_CUDA
+extern const eng_backend_ops eng_cuda_backend; /* cuda/ provides it */
+#endif
+
+#endif
