@@ -11,6 +11,11 @@ static const struct {
     const char *help;
 } cmds[] = {
     {"inspect", cmd_inspect, "inspect -m DIR                       JSON summary of a checkpoint"},
+    {"template", cmd_template, "template -m DIR [--no-generation-prompt] < MSGS.json  the chat prompt, exactly"},
+    {"tokenize", cmd_tokenize, "tokenize -m DIR [--no-bos] -- TEXT   {\"ids\":[...]} of TEXT"},
+    {"detokenize", cmd_detokenize, "detokenize -m DIR -- ID...          the text of the ids, exactly"},
+    {"generate", cmd_generate, "generate -m DIR [options] -- TEXT    chat (or --raw) generation, streamed"},
+    {"bench", cmd_bench, "bench -m DIR [--prompt N] [--gen N] prefill/decode tok/s and weight GB/s"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,267 @@
+/* cpu_matmul.c - AWQ and fp16 matrix products on the CPU: argument checks, the portable scalar
+ * reference kernels, instruction-set detection, and the parallel dispatch that splits output
+ * columns across the pool's threads.
+ *
+ * Work split: each thread owns a contiguous range of packed columns (multiples of a 16-column,
+ * 64-byte tile), so it reads a 64-byte piece of every weight row and writes outputs no other
+ * thread touches; there is no reduction step and the result does not depend on the thread
+ * count. (A split along k with per-thread partial sums would read whole rows contiguously but
+ * needs a reduction whose order would change the bits with the thread count.)
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "awq_util.h"
+#include "cpu.h"
+#include "cpu_kern.h"
+
+/* =============================================================== scalar reference ==== */
+
+static const int AWQ_ORDER[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+/* The reference: per token, per 16-column tile, per group: acc over k ascending, then
+ * y += s * (acc - z * xs). Same formula as the SIMD paths, plain multiplies and adds. */
+void eng_cpu_qmm_scalar(const eng_qlinear *l, const float *x, const float *xs, int m, int c0, int c1, float *y,
+                        bool gemm, float *tile, float *accbuf) {
+    (void)gemm;
+    (void)tile;
+    (void)accbuf;
+    const int in = l->in, out = l->out, G = l->group, C = out / 8, ng = in / G;
+    float acc[8 * ENG_CPU_KERN_TILE], yv[8 * ENG_CPU_KERN_TILE];
+    for (int t = c0; t < c1; t += ENG_CPU_KERN_TILE) {
+        int w = c1 - t < ENG_CPU_KERN_TILE ? c1 - t : ENG_CPU_KERN_TILE;
+        for (int mi = 0; mi < m; mi++) {
+            const float *xm = x + (size_t)mi * in;
+            memset(yv, 0, sizeof yv);
+            for (int g = 0; g < ng; g++) {
+                memset(acc, 0, sizeof acc);
+                for (int k = g * G; k < (g + 1) * G; k++) {
+                    const int32_t *row = l->qweight + (size_t)k * C + t;
+                    float xk = xm[k];
+                    for (int c = 0; c < w; c++) {
+                        uint32_t q = (uint32_t)row[c];
+                        for (int i = 0; i < 8; i++) acc[c * 8 + i] += xk * (float)((q >> (4 * i)) & 15u);
+                    }
+                }
+                float xsum = xs[(size_t)mi * ng + g];
+                const int32_t *zr = l->qzeros + (size_t)g * C + t;
+                const uint16_t *sr = l->scales + (size_t)g * out + (size_t)t * 8;
+                for (int c = 0; c < w; c++) {
+                    uint32_t z = (uint32_t)zr[c];
+                    for (int i = 0; i < 8; i++) {
+                        float zf = (float)((z >> (4 * i)) & 15u);
+                        float s = awq_f16_to_f32(sr[c * 8 + AWQ_ORDER[i]]);
+                        float d = acc[c * 8 + i] - zf * xsum;
+                        yv[c * 8 + i] += s * d;
+                    }
+                }
+            }
+            float *ym = y + (size_t)mi * out + (size_t)t * 8;
+            for (int c = 0; c < w; c++)
+                for (int i = 0; i < 8; i++) ym[c * 8 + AWQ_ORDER[i]] = yv[c * 8 + i];
+        }
+    }
+}
+
+void eng_cpu_f16mm_scalar(const uint16_t *w, int n, int k, const float *x, int m, int r0, int r1, float *y) {
+    for (int r = r0; r < r1; r++) {
+        const uint16_t *wr = w + (size_t)r * k;
+        for (int mi = 0; mi < m; mi++) {
+            const float *xm = x + (size_t)mi * k;
+            float s = 0.0f;
+            for (int j = 0; j < k; j++) s += xm[j] * awq_f16_to_f32(wr[j]);
+            y[(size_t)mi * n + r] = s;
+        }
+    }
+}
+
+/* =============================================================== implementation choice ==== */
+
+const char *eng_cpu_impl_name(eng_cpu_impl impl) {
+    switch (impl) {
+    case ENG_CPU_AUTO: return "auto";
+    case ENG_CPU_SCALAR: return "scalar";
+    case ENG_CPU_AVX2: return "avx2";
+    case ENG_CPU_AVX512: return "avx512";
+    }
+    return "?";
+}
+
+bool eng_cpu_impl_ok(eng_cpu_impl impl) {
+    switch (impl) {
+    case ENG_CPU_AUTO:
+    case ENG_CPU_SCALAR: return true;
+#if ENG_CPU_X86
+    case ENG_CPU_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case ENG_CPU_AVX512:
+        return eng_cpu_impl_ok(ENG_CPU_AVX2) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq");
+#else
+    case ENG_CPU_AVX2:
+    case ENG_CPU_AVX512: return false;
+#endif
+    }
+    return false;
+}
+
+eng_cpu_impl eng_cpu_impl_best(void) {
+    eng_cpu_impl cap = ENG_CPU_AVX512;
+    const char *e = getenv("AWQ_CPU_IMPL");
+    if (e && !strcmp(e, "scalar")) cap = ENG_CPU_SCALAR;
+    if (e && !strcmp(e, "avx2")) cap = ENG_CPU_AVX2;
+    if (cap >= ENG_CPU_AVX512 && eng_cpu_impl_ok(ENG_CPU_AVX512)) return ENG_CPU_AVX512;
+    if (cap >= ENG_CPU_AVX2 && eng_cpu_impl_ok(ENG_CPU_AVX2)) return ENG_CPU_AVX2;
+    return ENG_CPU_SCALAR;
+}
+
+static int pick(char *err, eng_cpu_impl impl, eng_cpu_qmm_fn **q, eng_cpu_f16mm_fn **f) {
+    if (impl == ENG_CPU_AUTO) impl = eng_cpu_impl_best();
+    if (!eng_cpu_impl_ok(impl))
+        return awq_seterr(err, AWQ_EUNSUPPORTED, "CPU kernels '%s' are not supported on this machine",
+                          eng_cpu_impl_name(impl));
+    switch (impl) {
+#if ENG_CPU_X86
+    case ENG_CPU_AVX512: *q = eng_cpu_qmm_avx512; *f = eng_cpu_f16mm_avx512; return 0;
+    case ENG_CPU_AVX2: *q = eng_cpu_qmm_avx2; *f = eng_cpu_f16mm_avx2; return 0;
+#endif
+    default: *q = eng_cpu_qmm_scalar; *f = eng_cpu_f16mm_scalar; return 0;
+    }
+}
+
+/* =============================================================== checks ==== */
+
+int eng_cpu_qlinear_check(char *err, const eng_qlinear *l) {
+    if (l->in <= 0 || l->out <= 0 || l->group <= 0)
+        return awq_seterr(err, AWQ_EINVAL, "linear shape in=%d out=%d group=%d: all must be positive", l->in,
+                          l->out, l->group);
+    if (l->out % 8)
+        return awq_seterr(err, AWQ_EINVAL, "linear out=%d is not a multiple of 8 (8 nibbles per int32)", l->out);
+    if (l->in % l->group)
+        return awq_seterr(err, AWQ_EINVAL, "linear in=%d is not a multiple of group %d", l->in, l->group);
+    if (!l->qweight || !l->qzeros || !l->scales)
+        return awq_seterr(err, AWQ_EINVAL, "linear in=%d out=%d: missing qweight/qzeros/scales", l->in, l->out);
+    return 0;
+}
+
+/* =============================================================== parallel dispatch ==== */
+
+typedef struct qmm_job {
+    eng_cpu_qmm_fn *fn;
+    const eng_qlinear *l;
+    const float *x;   /* (m, in) */
+    const float *xs;  /* (m, in/group) */
+    int m;
+    float *y;         /* (m, out) */
+    bool gemm;
+    float *tiles;     /* (threads, group * 128) when gemm */
+    float *accs;      /* (threads, acc_per) */
+    size_t acc_per;
+} qmm_job;
+
+static void qmm_task(void *ctx, int tid, int n) {
+    const qmm_job *j = ctx;
+    const int C = j->l->out / 8, tiles = (C + ENG_CPU_KERN_TILE - 1) / ENG_CPU_KERN_TILE;
+    int c0 = (int)((long long)tiles * tid / n) * ENG_CPU_KERN_TILE;
+    int c1 = (int)((long long)tiles * (tid + 1) / n) * ENG_CPU_KERN_TILE;
+    if (c1 > C) c1 = C;
+    if (c0 >= c1) return;
+    float *tile = j->gemm ? j->tiles + (size_t)tid * j->l->group * 8 * ENG_CPU_KERN_TILE : NULL;
+    float *acc = j->accs + (size_t)tid * j->acc_per;
+    for (int m0 = 0; m0 < j->m; m0 += ENG_CPU_KERN_M) {
+        int mc = j->m - m0 < ENG_CPU_KERN_M ? j->m - m0 : ENG_CPU_KERN_M;
+        int ng = j->l->in / j->l->group;
+        j->fn(j->l, j->x + (size_t)m0 * j->l->in, j->xs + (size_t)m0 * ng, mc, c0, c1,
+              j->y + (size_t)m0 * j->l->out, j->gemm, tile, acc);
+    }
+}
+
+static int qmm(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qlinear *l, const float *x, int m,
+               float *y, bool gemm) {
+    eng_cpu_qmm_fn *q;
+    eng_cpu_f16mm_fn *f;
+    int rc = eng_cpu_qlinear_check(err, l);
+    if (rc) return rc;
+    if (m <= 0) return awq_seterr(err, AWQ_EINVAL, "token count %d must be positive", m);
+    if ((rc = pick(err, impl, &q, &f))) return rc;
+    const int G = l->group, ng = l->in / G;
+    float *xs = malloc((size_t)m * ng * sizeof *xs);
+    float *tiles = NULL;
+    /* 64-byte aligned: the kernels store whole vectors into it (size is a multiple of 512) */
+    if (gemm) tiles = aligned_alloc(64, (size_t)eng_cpu_pool_size(pool) * G * 8 * ENG_CPU_KERN_TILE * sizeof *tiles);
+    /* per-thread running sums: (tokens per kernel call, columns per thread, 8) floats */
+    const int nt = eng_cpu_pool_size(pool), C = l->out / 8;
+    const size_t span = (size_t)((C + ENG_CPU_KERN_TILE - 1) / ENG_CPU_KERN_TILE + nt - 1) / (size_t)nt * ENG_CPU_KERN_TILE;
+    /* two halves: the outputs' running sums, and the GEMV's sums of the current group */
+    const size_t acc_per = 2 * (size_t)(m < ENG_CPU_KERN_M ? m : ENG_CPU_KERN_M) * span * 8;
+    float *accs = aligned_alloc(64, (size_t)nt * acc_per * sizeof(float)); /* acc_per is a multiple of 128 */
+    if (!xs || (gemm && !tiles) || !accs) {
+        free(xs);
+        free(tiles);
+        free(accs);
+        return awq_seterr(err, AWQ_ENOMEM, "out of memory for a %d x %d linear", l->in, l->out);
+    }
+    /* group sums of x, k ascending: shared by every column and every path */
+    for (int mi = 0; mi < m; mi++)
+        for (int g = 0; g < ng; g++) {
+            float s = 0.0f;
+            const float *xg = x + (size_t)mi * l->in + (size_t)g * G;
+            for (int k = 0; k < G; k++) s += xg[k];
+            xs[(size_t)mi * ng + g] = s;
+        }
+    qmm_job j = {q, l, x, xs, m, y, gemm, tiles, accs, acc_per};
+    eng_cpu_pool_run(pool, qmm_task, &j);
+    free(xs);
+    free(tiles);
+    free(accs);
+    return 0;
+}
+
+int eng_cpu_gemv(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qlinear *l, const float *x, int m,
+                 float *y) {
+    return qmm(err, impl, pool, l, x, m, y, false);
+}
+
+int eng_cpu_gemm(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qlinear *l, const float *x, int m,
+                 float *y) {
+    return qmm(err, impl, pool, l, x, m, y, true);
+}
+
+int eng_cpu_qlinear(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qlinear *l, const float *x, int m,
+                    float *y) {
+    return qmm(err, impl, pool, l, x, m, y, m > ENG_CPU_GEMV_MAX);
+}
+
+typedef struct f16_job {
+    eng_cpu_f16mm_fn *fn;
+    const uint16_t *w;
+    int n, k, m;
+    const float *x;
+    float *y;
+} f16_job;
+
+static void f16_task(void *ctx, int tid, int nt) {
+    const f16_job *j = ctx;
+    /* rows split in multiples of 16 so no two threads share a cache line of y */
+    int blocks = (j->n + 15) / 16;
+    int r0 = (int)((long long)blocks * tid / nt) * 16, r1 = (int)((long long)blocks * (tid + 1) / nt) * 16;
+    if (r1 > j->n) r1 = j->n;
+    for (int m0 = 0; m0 < j->m && r0 < r1; m0 += ENG_CPU_KERN_M) {
+        int mc = j->m - m0 < ENG_CPU_KERN_M ? j->m - m0 : ENG_CPU_KERN_M;
+        j->fn(j->w, j->n, j->k, j->x + (size_t)m0 * j->k, mc, r0, r1, j->y + (size_t)m0 * j->n);
+    }
+}
+
+int eng_cpu_f16_matmul(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const uint16_t *w, int n, int k,
+                       const float *x, int m, float *y) {
+    eng_cpu_qmm_fn *q;
+    eng_cpu_f16mm_fn *f;
+    if (n <= 0 || k <= 0 || m <= 0)
+        return awq_seterr(err, AWQ_EINVAL, "fp16 matmul shape n=%d k=%d m=%d: all must be positive", n, k, m);
+    int rc = pick(err, impl, &q, &f);
+    if (rc) return rc;
+    f16_job j = {f, w, n, k, m, x, y};
+    eng_cpu_pool_run(pool, f16_task, &j);
+    return 0;
+}

@@ -1,0 +1,378 @@
+/* gen.c - sequences, batched steps, sampling and the streaming text side (see gen.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "awq_util.h"
+#include "gen.h"
+
+int eng_gen_chunk(void) { return ENG_GEN_CHUNK; }
+
+struct eng_gen {
+    const eng_model *m;
+    const eng_tok *tok;            /* may be NULL: no text */
+    const eng_backend_ops *be;
+    void *be_state;
+    int max_ctx, max_seqs, vocab;
+    eng_gen_seq **seqs;            /* (max_seqs) open sequences, for eng_gen_free */
+    /* step scratch */
+    int *slot, *pos, *ntok;        /* (max_seqs) */
+    int32_t *tokens;               /* (max_seqs * ENG_GEN_CHUNK) */
+    float *logits;                 /* (max_seqs, vocab) */
+    eng_gen_seq **batch;           /* (max_seqs) */
+};
+
+struct eng_gen_seq {
+    eng_gen *g;
+    int slot;
+    int32_t *hist;       /* (max_ctx + 1) prompt then generated */
+    size_t n_hist;
+    size_t n_past;       /* hist[0..n_past) are in the KV cache */
+    size_t n_prompt, n_gen;
+    bool prompted;
+    eng_gen_finish finish;
+    eng_samp *samp;
+    eng_samp_params p;   /* stop / stop_ids point at the copies below */
+    char *stop_buf;      /* the stop strings, NUL-separated */
+    const char *stop[ENG_SAMP_MAX_STOP];
+    int32_t stop_ids[ENG_SAMP_MAX_STOP_IDS];
+    eng_tok_stream ts;
+    awq_buf hold;        /* decoded text not yet released */
+    awq_buf out;         /* text released by the last step */
+    float *logits;       /* (vocab) */
+    bool has_logits;
+    eng_gen_event ev;
+};
+
+const char *eng_gen_finish_name(eng_gen_finish f) {
+    switch (f) {
+    case ENG_GEN_STOP: return "stop";
+    case ENG_GEN_LENGTH: return "length";
+    case ENG_GEN_CONTEXT: return "context";
+    case ENG_GEN_CANCEL: return "cancel";
+    default: return NULL;
+    }
+}
+
+/* ---------------------------------------------------------------- engine ---- */
+
+eng_gen *eng_gen_create(char *err, const eng_model *m, const eng_tok *tok, const eng_backend_ops *be,
+                        const eng_backend_opts *o) {
+    eng_gen *g = calloc(1, sizeof *g);
+    if (!g) goto oom;
+    g->m = m;
+    g->tok = tok;
+    g->be = be;
+    g->max_ctx = o->max_ctx;
+    g->max_seqs = o->max_seqs;
+    g->vocab = m->cfg.vocab;
+    if (be->create(err, m, o, &g->be_state)) {
+        free(g);
+        return NULL;
+    }
+    g->seqs = calloc((size_t)g->max_seqs, sizeof *g->seqs);
+    g->slot = calloc((size_t)g->max_seqs, sizeof *g->slot);
+    g->pos = calloc((size_t)g->max_seqs, sizeof *g->pos);
+    g->ntok = calloc((size_t)g->max_seqs, sizeof *g->ntok);
+    g->tokens = calloc((size_t)g->max_seqs * ENG_GEN_CHUNK, sizeof *g->tokens);
+    g->logits = malloc((size_t)g->max_seqs * (size_t)g->vocab * sizeof *g->logits);
+    g->batch = calloc((size_t)g->max_seqs, sizeof *g->batch);
+    if (!g->seqs || !g->slot || !g->pos || !g->ntok || !g->tokens || !g->logits || !g->batch) {
+        eng_gen_free(g);
+        goto oom;
+    }
+    return g;
+oom:
+    awq_seterr(err, AWQ_ENOMEM, "out of memory creating the generator");
+    return NULL;
+}
+
+void eng_gen_free(eng_gen *g) {
+    if (!g) return;
+    if (g->seqs)
+        for (int i = 0; i < g->max_seqs; i++) eng_gen_seq_free(g->seqs[i]);
+    if (g->be_state) g->be->destroy(g->be_state);
+    free(g->seqs);
+    free(g->slot);
+    free(g->pos);
+    free(g->ntok);
+    free(g->tokens);
+    free(g->logits);
+    free(g->batch);
+    free(g);
+}
+
+int eng_gen_max_ctx(const eng_gen *g) { return g->max_ctx; }
+const char *eng_gen_backend_name(const eng_gen *g) { return g->be->name; }
+void eng_gen_memory(const eng_gen *g, size_t *weights, size_t *kv) { g->be->memory(g->be_state, weights, kv); }
+
+/* ---------------------------------------------------------------- sequences ---- */
+
+/* Copies p's borrowed arrays into s and builds its sampler. */
+static int seq_params(char *err, eng_gen_seq *s, const eng_samp_params *p) {
+    if (p->n_stop && !s->g->tok)
+        return awq_seterr(err, AWQ_EINVAL, "stop strings need a tokenizer (none loaded)");
+    int rc = eng_samp_params_check(err, p, s->g->vocab);
+    if (rc) return rc;
+    eng_samp *samp = eng_samp_create(err, p, s->g->vocab);
+    if (!samp) return AWQ_ENOMEM;
+    size_t total = 0;
+    for (int i = 0; i < p->n_stop; i++) total += strlen(p->stop[i]) + 1;
+    char *buf = total ? malloc(total) : NULL;
+    if (total && !buf) {
+        eng_samp_free(samp);
+        return awq_seterr(err, AWQ_ENOMEM, "out of memory");
+    }
+    eng_samp_free(s->samp);
+    free(s->stop_buf);
+    s->samp = samp;
+    s->stop_buf = buf;
+    s->p = *p;
+    for (int i = 0; i < p->n_stop; i++) {
+        size_t n = strlen(p->stop[i]) + 1;
+        memcpy(buf, p->stop[i], n);
+        s->stop[i] = buf;
+        buf += n;
+    }
+    memcpy(s->stop_ids, p->stop_ids ? p->stop_ids : s->stop_ids, sizeof(int32_t) * (size_t)p->n_stop_ids);
+    s->p.stop = s->stop;
+    s->p.stop_ids = s->stop_ids;
+    s->p.logit_bias = NULL; /* the sampler has its own copy */
+    return 0;
+}
+
+int eng_gen_seq_create(char *err, eng_gen *g, const eng_samp_params *p, eng_gen_seq **out) {
+    *out = NULL;
+    int rc = eng_samp_params_check(err, p, g->vocab);
+    if (rc) return rc;
+    int idx = -1;
+    for (int i = 0; i < g->max_seqs; i++)
+        if (!g->seqs[i]) {
+            idx = i;
+            break;
+        }
+    if (idx < 0) return awq_seterr(err, AWQ_EBUSY, "all %d sequences are in use", g->max_seqs);
+    eng_gen_seq *s = calloc(1, sizeof *s);
+    if (!s) return awq_seterr(err, AWQ_ENOMEM, "out of memory");
+    s->g = g;
+    s->slot = -1;
+    s->hist = malloc(sizeof *s->hist * ((size_t)g->max_ctx + 1));
+    s->logits = malloc(sizeof *s->logits * (size_t)g->vocab);
+    if (!s->hist || !s->logits) {
+        rc = awq_seterr(err, AWQ_ENOMEM, "out of memory for a sequence of %d tokens", g->max_ctx);
+        goto fail;
+    }
+    if ((rc = seq_params(err, s, p))) goto fail;
+    if ((rc = g->be->slot_alloc(err, g->be_state, &s->slot))) {
+        s->slot = -1;
+        goto fail;
+    }
+    g->seqs[idx] = s;
+    *out = s;
+    return 0;
+fail:
+    s->g = NULL; /* not registered: free without touching g->seqs */
+    eng_samp_free(s->samp);
+    free(s->stop_buf);
+    free(s->hist);
+    free(s->logits);
+    free(s);
+    return rc;
+}
+
+void eng_gen_seq_free(eng_gen_seq *s) {
+    if (!s) return;
+    eng_gen *g = s->g;
+    for (int i = 0; i < g->max_seqs; i++)
+        if (g->seqs[i] == s) g->seqs[i] = NULL;
+    if (s->slot >= 0) g->be->slot_free(g->be_state, s->slot);
+    eng_samp_free(s->samp);
+    free(s->stop_buf);
+    free(s->hist);
+    free(s->logits);
+    awq_buf_free(&s->hold);
+    awq_buf_free(&s->out);
+    free(s);
+}
+
+int eng_gen_seq_set_params(char *err, eng_gen_seq *s, const eng_samp_params *p) {
+    int rc = eng_samp_params_check(err, p, s->g->vocab);
+    return rc ? rc : seq_params(err, s, p);
+}
+
+int eng_gen_seq_prompt(char *err, eng_gen_seq *s, const int32_t *ids, size_t n, size_t *reused) {
+    eng_gen *g = s->g;
+    if (n == 0) return awq_seterr(err, AWQ_EINVAL, "empty prompt: at least one token is needed");
+    if (n > (size_t)g->max_ctx)
+        return awq_seterr(err, AWQ_ECONTEXT, "prompt has %zu tokens; the context holds %d", n, g->max_ctx);
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= g->vocab)
+            return awq_seterr(err, AWQ_ERANGE, "prompt token %zu: id %d outside the vocabulary of %d", i, (int)ids[i],
+                              g->vocab);
+    size_t keep = 0;
+    while (keep < s->n_past && keep < n && s->hist[keep] == ids[keep]) keep++;
+    if (keep > n - 1) keep = n - 1; /* the last prompt token is fed again for its logits */
+    memmove(s->hist, ids, n * sizeof *ids);
+    s->n_hist = s->n_prompt = n;
+    s->n_past = keep;
+    s->n_gen = 0;
+    s->prompted = true;
+    s->finish = ENG_GEN_RUNNING;
+    s->has_logits = false;
+    memset(&s->ev, 0, sizeof s->ev);
+    s->hold.len = s->out.len = 0;
+    if (g->tok) eng_tok_stream_init(&s->ts, g->tok, true);
+    if (reused) *reused = keep;
+    return 0;
+}
+
+void eng_gen_seq_rewind(eng_gen_seq *s, size_t n) {
+    if (n < s->n_hist) s->n_hist = n;
+    if (n < s->n_past) s->n_past = n;
+    s->prompted = false;
+}
+
+size_t eng_gen_seq_history(const eng_gen_seq *s, const int32_t **ids) {
+    if (ids) *ids = s->hist;
+    return s->n_hist;
+}
+size_t eng_gen_seq_n_prompt(const eng_gen_seq *s) { return s->n_prompt; }
+size_t eng_gen_seq_n_generated(const eng_gen_seq *s) { return s->n_gen; }
+size_t eng_gen_seq_pending(const eng_gen_seq *s) {
+    return s->prompted && s->n_gen == 0 && s->n_past < s->n_hist ? s->n_hist - s->n_past : 0;
+}
+void eng_gen_seq_cancel(eng_gen_seq *s) {
+    if (s->finish == ENG_GEN_RUNNING) s->finish = ENG_GEN_CANCEL;
+}
+eng_gen_finish eng_gen_seq_finish(const eng_gen_seq *s) { return s->finish; }
+const eng_gen_event *eng_gen_seq_event(const eng_gen_seq *s) { return &s->ev; }
+const float *eng_gen_seq_logits(const eng_gen_seq *s) { return s->has_logits ? s->logits : NULL; }
+
+/* ---------------------------------------------------------------- text ---- */
+
+/* Earliest occurrence of any stop string in h[0..n): its offset, or -1. */
+static long stop_find(const eng_gen_seq *s, const char *h, size_t n) {
+    long best = -1;
+    for (int i = 0; i < s->p.n_stop; i++) {
+        size_t sl = strlen(s->stop[i]);
+        for (size_t at = 0; at + sl <= n && (best < 0 || (long)at < best); at++)
+            if (!memcmp(h + at, s->stop[i], sl)) {
+                best = (long)at;
+                break;
+            }
+    }
+    return best;
+}
+
+/* Bytes at the end of h[0..n) that could still grow into a stop string (the longest suffix
+ * that is a proper prefix of one). */
+static size_t stop_holdback(const eng_gen_seq *s, const char *h, size_t n) {
+    size_t keep = 0;
+    for (int i = 0; i < s->p.n_stop; i++) {
+        size_t sl = strlen(s->stop[i]);
+        for (size_t k = sl - 1 < n ? sl - 1 : n; k > keep; k--)
+            if (!memcmp(h + n - k, s->stop[i], k)) {
+                keep = k;
+                break;
+            }
+    }
+    return keep;
+}
+
+/* Moves released text from hold to out. final: the sequence ends, release all (up to a stop
+ * string). Returns true when a stop string was found. */
+static int release_text(eng_gen_seq *s, bool final, bool *stopped) {
+    *stopped = false;
+    long at = stop_find(s, s->hold.data ? s->hold.data : "", s->hold.len);
+    size_t n;
+    if (at >= 0) {
+        n = (size_t)at;
+        *stopped = true;
+    } else {
+        n = final ? s->hold.len : s->hold.len - stop_holdback(s, s->hold.data, s->hold.len);
+    }
+    if (n && awq_buf_append(&s->out, s->hold.data, n)) return AWQ_ENOMEM;
+    if (*stopped) {
+        s->hold.len = 0;
+    } else {
+        memmove(s->hold.data, s->hold.data + n, s->hold.len - n);
+        s->hold.len -= n;
+    }
+    return 0;
+}
+
+static void finish(eng_gen_seq *s, eng_gen_finish f) {
+    s->finish = f;
+    s->ev.finish = f;
+}
+
+/* Handles the token just sampled: history, stop conditions, text. */
+static int accept_token(char *err, eng_gen_seq *s, int32_t id) {
+    eng_gen *g = s->g;
+    const eng_config *c = &g->m->cfg;
+    s->hist[s->n_hist++] = id;
+    s->n_gen++;
+    bool stop = false, stopped = false;
+    if (!s->p.ignore_eos) {
+        for (int i = 0; i < c->n_eos; i++) stop |= id == c->eos_ids[i];
+        if (g->tok) stop |= id == eng_tok_eos_id(g->tok);
+    }
+    for (int i = 0; i < s->p.n_stop_ids; i++) stop |= id == s->stop_ids[i];
+    bool ending = stop || s->n_gen >= (size_t)s->p.max_tokens || s->n_hist > (size_t)g->max_ctx;
+    if (g->tok) {
+        int rc = 0;
+        /* config vocab_size may exceed the tokenizer's (padding rows): such ids have no text */
+        if (!stop && id < eng_tok_vocab_size(g->tok)) rc = eng_tok_stream_push(&s->ts, id, &s->hold);
+        if (!rc && ending) rc = eng_tok_stream_flush(&s->ts, &s->hold);
+        if (!rc) rc = release_text(s, ending, &stopped);
+        if (rc) return awq_seterr(err, rc, "decoding token %d: %s", (int)id, awq_strerror(rc));
+    }
+    if (stop || stopped) finish(s, ENG_GEN_STOP);
+    else if (s->n_gen >= (size_t)s->p.max_tokens) finish(s, ENG_GEN_LENGTH);
+    else if (s->n_hist > (size_t)g->max_ctx) finish(s, ENG_GEN_CONTEXT);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- step ---- */
+
+int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
+    int nb = 0;
+    size_t nt = 0;
+    bool want = false;
+    if (n > g->max_seqs) return awq_seterr(err, AWQ_EINVAL, "step over %d sequences; at most %d", n, g->max_seqs);
+    for (int i = 0; i < n; i++) {
+        eng_gen_seq *s = seqs[i];
+        s->out.len = 0;
+        memset(&s->ev, 0, sizeof s->ev);
+        if (s->g != g) return awq_seterr(err, AWQ_EINVAL, "sequence %d belongs to another generator", i);
+        for (int j = 0; j < nb; j++)
+            if (g->batch[j] == s) return awq_seterr(err, AWQ_EINVAL, "sequence %d appears twice in one step", i);
+        if (!s->prompted || s->finish != ENG_GEN_RUNNING || s->n_past >= s->n_hist) continue;
+        size_t feed = s->n_hist - s->n_past;
+        if (feed > ENG_GEN_CHUNK) feed = ENG_GEN_CHUNK;
+        g->batch[nb] = s;
+        g->slot[nb] = s->slot;
+        g->pos[nb] = (int)s->n_past;
+        g->ntok[nb] = (int)feed;
+        memcpy(g->tokens + nt, s->hist + s->n_past, feed * sizeof *g->tokens);
+        nt += feed;
+        want |= s->n_past + feed == s->n_hist;
+        nb++;
+    }
+    if (nb == 0) return 0;
+    eng_batch b = {nb, g->slot, g->pos, g->ntok, g->tokens, want ? g->logits : NULL, NULL};
+    int rc = g->be->forward(err, g->be_state, &b);
+    if (rc) return rc;
+    for (int i = 0; i < nb; i++) {
+        eng_gen_seq *s = g->batch[i];
+        s->n_past += (size_t)g->ntok[i];
+        if (s->n_past < s->n_hist) continue; /* prefill continues next step */
+        memcpy(s->logits, g->logits + (size_t)i * g->vocab, sizeof *s->logits * (size_t)g->vocab);
+        s->has_logits = true;
+        if ((rc = eng_samp_sample(err, s->samp, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
+        s->ev.has_token = true;
+        if ((rc = accept_token(err, s, s->ev.tok.id))) return rc;
+        s->ev.text = s->out.data ? s->out.data : "";
+        s->ev.text_len = s->out.len;
+    }
+    return 0;
+}

@@ -1,0 +1,304 @@
+/* sample.c - the token sampler (see sample.h for the order of operations and conventions). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "awq_util.h"
+#include "plat.h"
+#include "sample.h"
+
+int eng_samp_max_logprobs(void) { return ENG_SAMP_MAX_LOGPROBS; }
+int eng_samp_max_stop(void) { return ENG_SAMP_MAX_STOP; }
+
+/* A candidate's log-space value below the best by more than this has probability < e^-40
+ * (4e-18) relative to it; dropping those before sorting changes no float-visible mass and
+ * keeps the sort short. */
+#define CUT_LOGIT 40.0f
+
+typedef struct cand {
+    int32_t id;
+    float l; /* logit after temperature */
+    float p; /* probability among survivors */
+    float key; /* typical-p rank: |-log p - H| */
+} cand;
+
+struct eng_samp {
+    eng_samp_params p;
+    eng_samp_bias *bias; /* (p.n_logit_bias) own copy */
+    int vocab;
+    uint64_t rng[4];     /* xoshiro256** */
+    float *work;         /* (vocab) */
+    int *count;          /* (vocab) occurrences in the penalty window, zero between calls */
+    cand *c;             /* (vocab) */
+};
+
+/* ---------------------------------------------------------------- parameters ---- */
+
+void eng_samp_params_default(eng_samp_params *p, const eng_gen_defaults *gd) {
+    memset(p, 0, sizeof *p);
+    p->temperature = 1.0f;
+    p->top_p = 1.0f;
+    p->typical_p = 1.0f;
+    p->repetition_penalty = 1.0f;
+    p->penalty_last_n = 64;
+    p->max_tokens = 256;
+    if (!gd) return;
+    if (gd->has_temperature) p->temperature = gd->temperature;
+    if (gd->has_top_p) p->top_p = gd->top_p;
+    if (gd->has_top_k) p->top_k = gd->top_k;
+    if (gd->has_repetition_penalty) p->repetition_penalty = gd->repetition_penalty;
+    if (gd->has_do_sample && !gd->do_sample) p->temperature = 0.0f;
+    if (gd->max_new_tokens > 0) p->max_tokens = gd->max_new_tokens;
+}
+
+int eng_samp_params_check(char *err, const eng_samp_params *p, int vocab) {
+    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+        return awq_seterr(err, AWQ_EINVAL, "temperature %g must be a finite number >= 0", (double)p->temperature);
+    if (p->top_k < 0) return awq_seterr(err, AWQ_EINVAL, "top_k %d must be >= 0 (0 = off)", p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return awq_seterr(err, AWQ_EINVAL, "top_p %g must be in (0, 1]", (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return awq_seterr(err, AWQ_EINVAL, "min_p %g must be in [0, 1]", (double)p->min_p);
+    if (!(p->typical_p > 0.0f && p->typical_p <= 1.0f))
+        return awq_seterr(err, AWQ_EINVAL, "typical_p %g must be in (0, 1]", (double)p->typical_p);
+    if (!(p->repetition_penalty > 0.0f) || isinf(p->repetition_penalty))
+        return awq_seterr(err, AWQ_EINVAL, "repetition_penalty %g must be > 0 (1 = off)",
+                          (double)p->repetition_penalty);
+    if (!isfinite(p->presence_penalty) || !isfinite(p->frequency_penalty))
+        return awq_seterr(err, AWQ_EINVAL, "presence/frequency penalties must be finite");
+    if (p->penalty_last_n < -1)
+        return awq_seterr(err, AWQ_EINVAL, "penalty_last_n %d must be >= -1 (-1 = whole history)", p->penalty_last_n);
+    if (p->max_tokens <= 0) return awq_seterr(err, AWQ_EINVAL, "max_tokens %d must be > 0", p->max_tokens);
+    if (p->logprobs < 0 || p->logprobs > ENG_SAMP_MAX_LOGPROBS)
+        return awq_seterr(err, AWQ_EINVAL, "logprobs %d must be in [0, %d]", p->logprobs, ENG_SAMP_MAX_LOGPROBS);
+    if (p->n_logit_bias < 0 || p->n_logit_bias > ENG_SAMP_MAX_BIAS || (p->n_logit_bias && !p->logit_bias))
+        return awq_seterr(err, AWQ_EINVAL, "logit_bias has %d entries; at most %d", p->n_logit_bias, ENG_SAMP_MAX_BIAS);
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        if (p->logit_bias[i].id < 0 || p->logit_bias[i].id >= vocab)
+            return awq_seterr(err, AWQ_EINVAL, "logit_bias token id %d outside the vocabulary of %d",
+                              (int)p->logit_bias[i].id, vocab);
+        if (isnan(p->logit_bias[i].delta) || p->logit_bias[i].delta == INFINITY)
+            return awq_seterr(err, AWQ_EINVAL, "logit_bias for token %d must be a number (or -inf)",
+                              (int)p->logit_bias[i].id);
+    }
+    if (p->n_stop_ids < 0 || p->n_stop_ids > ENG_SAMP_MAX_STOP_IDS || (p->n_stop_ids && !p->stop_ids))
+        return awq_seterr(err, AWQ_EINVAL, "%d stop token ids; at most %d", p->n_stop_ids, ENG_SAMP_MAX_STOP_IDS);
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= vocab)
+            return awq_seterr(err, AWQ_EINVAL, "stop token id %d outside the vocabulary of %d", (int)p->stop_ids[i],
+                              vocab);
+    if (p->n_stop < 0 || p->n_stop > ENG_SAMP_MAX_STOP || (p->n_stop && !p->stop))
+        return awq_seterr(err, AWQ_EINVAL, "%d stop strings; at most %d", p->n_stop, ENG_SAMP_MAX_STOP);
+    for (int i = 0; i < p->n_stop; i++) {
+        size_t n = p->stop[i] ? strlen(p->stop[i]) : 0;
+        if (n == 0 || n > ENG_SAMP_STOP_LEN)
+            return awq_seterr(err, AWQ_EINVAL, "stop string %d has %zu bytes; 1..%d allowed", i, n, ENG_SAMP_STOP_LEN);
+        if (!awq_utf8_valid(p->stop[i], n)) return awq_seterr(err, AWQ_EUTF8, "stop string %d is not valid UTF-8", i);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- PRNG ---- */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro(uint64_t *s) {
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+/* uniform in [0, 1) with 53 bits */
+static double unif(eng_samp *s) { return (double)(xoshiro(s->rng) >> 11) * (1.0 / 9007199254740992.0); }
+
+/* ---------------------------------------------------------------- lifecycle ---- */
+
+eng_samp *eng_samp_create(char *err, const eng_samp_params *p, int vocab) {
+    if (vocab <= 0) {
+        awq_seterr(err, AWQ_EINVAL, "vocabulary size %d must be positive", vocab);
+        return NULL;
+    }
+    if (eng_samp_params_check(err, p, vocab)) return NULL;
+    eng_samp *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->p = *p;
+    s->vocab = vocab;
+    /* the borrowed generation-level arrays are not kept: gen.c copies what it needs */
+    s->p.stop = NULL, s->p.n_stop = 0, s->p.stop_ids = NULL, s->p.n_stop_ids = 0;
+    s->p.logit_bias = NULL;
+    if (p->n_logit_bias) {
+        s->bias = malloc(sizeof *s->bias * (size_t)p->n_logit_bias);
+        if (!s->bias) goto oom;
+        memcpy(s->bias, p->logit_bias, sizeof *s->bias * (size_t)p->n_logit_bias);
+    }
+    s->work = malloc(sizeof *s->work * (size_t)vocab);
+    s->count = calloc((size_t)vocab, sizeof *s->count);
+    s->c = malloc(sizeof *s->c * (size_t)vocab);
+    if (!s->work || !s->count || !s->c) goto oom;
+    uint64_t seed = p->has_seed ? p->seed : plat_now_ns() ^ (uint64_t)(uintptr_t)s ^ 0x5eedull;
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&seed);
+    return s;
+oom:
+    awq_seterr(err, AWQ_ENOMEM, "out of memory for a sampler over %d tokens", vocab);
+    eng_samp_free(s);
+    return NULL;
+}
+
+void eng_samp_free(eng_samp *s) {
+    if (!s) return;
+    free(s->bias);
+    free(s->work);
+    free(s->count);
+    free(s->c);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- sampling ---- */
+
+static int cmp_logit_desc(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->l != y->l) return x->l > y->l ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int cmp_key_asc(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* probabilities of c[0..n) from their logits (softmax), in place */
+static void softmax(cand *c, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = c[i].l > mx ? c[i].l : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += (c[i].p = expf(c[i].l - mx));
+    for (int i = 0; i < n; i++) c[i].p = (float)(c[i].p / sum);
+}
+
+/* raw log-softmax: chosen logprob and the top-n */
+static void fill_logprobs(const float *lg, int V, int n_top, eng_samp_result *out) {
+    float mx = -INFINITY;
+    for (int v = 0; v < V; v++) mx = lg[v] > mx ? lg[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)lg[v] - mx);
+    double lse = mx + log(sum);
+    out->logprob = (float)(lg[out->id] - lse);
+    out->n_top = 0;
+    for (int v = 0; v < V && n_top > 0; v++) {
+        /* insertion into a short sorted list: n_top <= 20 */
+        int n = out->n_top;
+        if (n == n_top && !(lg[v] > lg[out->top[n - 1].id])) continue;
+        int i = n < n_top ? n++ : n - 1;
+        while (i > 0 && lg[out->top[i - 1].id] < lg[v]) {
+            out->top[i] = out->top[i - 1];
+            i--;
+        }
+        out->top[i].id = v;
+        out->n_top = n;
+    }
+    for (int i = 0; i < out->n_top; i++) out->top[i].logprob = (float)(lg[out->top[i].id] - lse);
+}
+
+int eng_samp_sample(char *err, eng_samp *s, const float *logits, const int32_t *hist, size_t n_hist,
+                    eng_samp_result *out) {
+    const eng_samp_params *p = &s->p;
+    const int V = s->vocab;
+    float *w = s->work;
+    memcpy(w, logits, sizeof *w * (size_t)V);
+    for (int i = 0; i < p->n_logit_bias; i++) w[s->bias[i].id] += s->bias[i].delta;
+
+    /* penalties over the window, each distinct token once */
+    bool pen = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+    if (pen && p->penalty_last_n != 0 && hist && n_hist) {
+        size_t from = (p->penalty_last_n < 0 || (size_t)p->penalty_last_n >= n_hist) ? 0 : n_hist - (size_t)p->penalty_last_n;
+        for (size_t i = from; i < n_hist; i++)
+            if (hist[i] >= 0 && hist[i] < V) s->count[hist[i]]++;
+        for (size_t i = from; i < n_hist; i++) {
+            int t = hist[i];
+            if (t < 0 || t >= V || s->count[t] == 0) continue;
+            float l = w[t];
+            if (p->repetition_penalty != 1.0f) l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
+            l -= p->frequency_penalty * (float)s->count[t] + p->presence_penalty;
+            w[t] = l;
+            s->count[t] = 0; /* done with t; also leaves the array zeroed */
+        }
+    }
+
+    int best = -1;
+    for (int v = 0; v < V; v++)
+        if (w[v] > -INFINITY && (best < 0 || w[v] > w[best])) best = v;
+    if (best < 0) return awq_seterr(err, AWQ_EINVAL, "every token is banned (all logits are -inf after logit_bias)");
+
+    if (p->temperature == 0.0f) {
+        out->id = best;
+    } else {
+        /* candidates near the best, sorted by logit */
+        const float T = p->temperature, lb = w[best] / T - CUT_LOGIT;
+        cand *c = s->c;
+        int n = 0;
+        for (int v = 0; v < V; v++) {
+            float l = w[v] / T;
+            if (l >= lb) c[n++] = (cand){v, l, 0, 0};
+        }
+        qsort(c, (size_t)n, sizeof *c, cmp_logit_desc);
+        if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+        softmax(c, n);
+        if (p->top_p < 1.0f) {
+            double cum = 0;
+            int k = 0;
+            while (k < n) {
+                cum += c[k++].p;
+                if (cum >= p->top_p) break;
+            }
+            n = k;
+            softmax(c, n);
+        }
+        if (p->min_p > 0.0f) {
+            float th = p->min_p * c[0].p; /* c[0] is the most likely */
+            int k = 1;
+            while (k < n && c[k].p >= th) k++;
+            n = k;
+            softmax(c, n);
+        }
+        if (p->typical_p < 1.0f && n > 1) {
+            double H = 0;
+            for (int i = 0; i < n; i++)
+                if (c[i].p > 0) H -= c[i].p * log(c[i].p);
+            /* rank by |-log p - H| (most typical first), keep until the mass reaches typical_p */
+            for (int i = 0; i < n; i++) c[i].key = (float)fabs(-log(c[i].p) - H);
+            qsort(c, (size_t)n, sizeof *c, cmp_key_asc);
+            double cum = 0;
+            int k = 0;
+            while (k < n) {
+                cum += c[k++].p;
+                if (cum >= p->typical_p) break;
+            }
+            n = k;
+            softmax(c, n);
+        }
+        double u = unif(s), cum = 0;
+        out->id = c[n - 1].id;
+        for (int i = 0; i < n; i++) {
+            cum += c[i].p;
+            if (u < cum) {
+                out->id = c[i].id;
+                break;
+            }
+        }
+    }
+    fill_logprobs(logits, V, p->logprobs, out);
+    return 0;
+}

@@ -1,0 +1,301 @@
+/* test_sample.c - the sampler: greedy, top-k never leaves the top k, top-p keeps the smallest
+ * set reaching the mass, min-p, typical-p, seeds reproduce and differ, penalties change exactly
+ * the right logits, logit bias, raw-logit logprobs, generation_config defaults, and every
+ * validation message.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "sample.h"
+
+#define V 10
+
+static eng_samp_params base(void) {
+    eng_samp_params p;
+    eng_samp_params_default(&p, NULL);
+    p.has_seed = true;
+    p.seed = 42;
+    return p;
+}
+
+/* draw n tokens with p from logits; counts per id */
+static void draw(eng_samp_params p, const float *lg, int n, int *cnt) {
+    char err[AWQ_ERR_LEN];
+    eng_samp *s = eng_samp_create(err, &p, V);
+    memset(cnt, 0, sizeof(int) * V);
+    eng_samp_result r;
+    for (int i = 0; i < n; i++) {
+        if (eng_samp_sample(err, s, lg, NULL, 0, &r)) break;
+        cnt[r.id]++;
+    }
+    eng_samp_free(s);
+}
+
+int main(void) {
+    char err[AWQ_ERR_LEN];
+    /* probabilities proportional to exp(logit): ids sorted 9 > 8 > ... */
+    float lg[V];
+    for (int i = 0; i < V; i++) lg[i] = 0.5f * i;
+    int cnt[V];
+    eng_samp_result r;
+
+    CASE("samp-1.1", "greedy: argmax, lowest id on ties, logits untouched");
+    {
+        eng_samp_params p = base();
+        p.temperature = 0;
+        eng_samp *s = eng_samp_create(err, &p, V);
+        CHECK(s != NULL);
+        float t[V] = {1, 3, 3, 2, 0, 0, 0, 0, 0, 0};
+        CHECK_EQ(eng_samp_sample(err, s, t, NULL, 0, &r), 0);
+        CHECK_EQ(r.id, 1);
+        CHECK(t[1] == 3 && t[2] == 3);
+        eng_samp_free(s);
+    }
+
+    CASE("samp-2.1", "top-k never leaves the top k over many seeded draws");
+    {
+        eng_samp_params p = base();
+        p.top_k = 3;
+        p.temperature = 5; /* flat: every token would show up without the filter */
+        draw(p, lg, 3000, cnt);
+        CHECK_EQ(cnt[0] + cnt[1] + cnt[2] + cnt[3] + cnt[4] + cnt[5] + cnt[6], 0);
+        CHECK(cnt[7] > 0 && cnt[8] > 0 && cnt[9] > 0);
+    }
+
+    CASE("samp-2.2", "top-p keeps the smallest set whose mass reaches p");
+    {
+        float t[V] = {0};
+        t[9] = logf(0.5f), t[8] = logf(0.3f), t[7] = logf(0.15f);
+        for (int i = 0; i < 7; i++) t[i] = logf(0.05f / 7);
+        eng_samp_params p = base();
+        p.top_p = 0.75f; /* 0.5 + 0.3 = 0.8 >= 0.75: {9, 8} */
+        draw(p, t, 4000, cnt);
+        CHECK_EQ(cnt[9] + cnt[8], 4000);
+        CHECK_NEAR(cnt[9] / 4000.0, 0.5 / 0.8, 0.03);
+        p.top_p = 0.5f; /* the best alone */
+        draw(p, t, 200, cnt);
+        CHECK_EQ(cnt[9], 200);
+    }
+
+    CASE("samp-2.3", "min-p drops tokens below min_p * p(best)");
+    {
+        float t[V] = {0};
+        t[9] = logf(0.5f), t[8] = logf(0.26f), t[7] = logf(0.24f);
+        for (int i = 0; i < 7; i++) t[i] = -30;
+        eng_samp_params p = base();
+        p.min_p = 0.5f; /* threshold 0.25: 7 is out */
+        draw(p, t, 3000, cnt);
+        CHECK_EQ(cnt[7], 0);
+        CHECK(cnt[8] > 0 && cnt[9] > 0);
+    }
+
+    CASE("samp-2.4", "typical-p keeps the tokens nearest the entropy first");
+    {
+        float t[V] = {0};
+        t[9] = logf(0.7f), t[8] = logf(0.2f), t[7] = logf(0.1f);
+        for (int i = 0; i < 7; i++) t[i] = -40;
+        /* H = 0.80 nats; |-log p - H|: 9 -> 0.44, 8 -> 0.81, 7 -> 1.50: with mass 0.6 only 9 */
+        eng_samp_params p = base();
+        p.typical_p = 0.6f;
+        draw(p, t, 300, cnt);
+        CHECK_EQ(cnt[9], 300);
+        p.typical_p = 0.8f; /* 9 then 8 */
+        draw(p, t, 3000, cnt);
+        CHECK_EQ(cnt[7], 0);
+        CHECK(cnt[8] > 0);
+    }
+
+    CASE("samp-3.1", "same seed same draws, different seeds differ, distribution follows softmax");
+    {
+        eng_samp_params p = base();
+        int a[64], b[64], c[64];
+        for (int pass = 0; pass < 3; pass++) {
+            p.seed = pass == 2 ? 43 : 42;
+            eng_samp *s = eng_samp_create(err, &p, V);
+            for (int i = 0; i < 64; i++) {
+                CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), 0);
+                (pass == 0 ? a : pass == 1 ? b : c)[i] = r.id;
+            }
+            eng_samp_free(s);
+        }
+        CHECK(memcmp(a, b, sizeof a) == 0);
+        CHECK(memcmp(a, c, sizeof a) != 0);
+        p.seed = 7;
+        draw(p, lg, 20000, cnt);
+        double z = 0;
+        for (int i = 0; i < V; i++) z += exp(0.5 * i);
+        CHECK_NEAR(cnt[9] / 20000.0, exp(4.5) / z, 0.015);
+        CHECK_NEAR(cnt[5] / 20000.0, exp(2.5) / z, 0.015);
+    }
+
+    CASE("samp-4.1", "repetition penalty: positive logits divided, negative multiplied, only window tokens");
+    {
+        float t[V] = {2, -2, 1, 1, 1, 1, 1, 1, 1, 3};
+        int32_t hist[] = {9, 5, 0, 1}; /* window 3: 5, 0, 1 */
+        eng_samp_params p = base();
+        p.temperature = 0;
+        p.repetition_penalty = 4.0f;
+        p.penalty_last_n = 3;
+        p.logprobs = 0;
+        eng_samp *s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 4, &r), 0);
+        CHECK_EQ(r.id, 9); /* 9 is outside the window: still 3 */
+        eng_samp_free(s);
+        t[9] = 0.9f; /* now best untouched is 2..8 = 1 (id 2), and 0 is 2/4 = 0.5 */
+        s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 4, &r), 0);
+        CHECK_EQ(r.id, 2);
+        eng_samp_free(s);
+        /* exact values through a forced choice: only id 0 and 1 allowed via bias */
+        eng_samp_bias bias[8];
+        for (int i = 0; i < 8; i++) bias[i] = (eng_samp_bias){(int32_t)(i + 2), -INFINITY};
+        p.logit_bias = bias;
+        p.n_logit_bias = 8;
+        p.repetition_penalty = 1.5f;
+        s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 4, &r), 0);
+        CHECK_EQ(r.id, 0); /* 2/1.5 = 1.33 > -2*1.5 = -3 */
+        eng_samp_free(s);
+    }
+
+    CASE("samp-4.2", "presence and frequency penalties subtract per presence and per count");
+    {
+        float t[V] = {5, 4.5f, 0, 0, 0, 0, 0, 0, 0, 0};
+        int32_t hist[] = {0, 0, 1};
+        eng_samp_params p = base();
+        p.temperature = 0;
+        p.frequency_penalty = 0.3f; /* 0: 5 - 0.6 = 4.4 < 1: 4.5 - 0.3 = 4.2 ... */
+        eng_samp *s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(r.id, 0); /* 4.4 vs 4.2 */
+        eng_samp_free(s);
+        p.frequency_penalty = 0.0f;
+        p.presence_penalty = 0.6f; /* 4.4 vs 3.9 */
+        s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(r.id, 0);
+        eng_samp_free(s);
+        p.frequency_penalty = 0.3f; /* 5-0.6-0.6 = 3.8 vs 4.5-0.3-0.6 = 3.6 */
+        p.presence_penalty = 0.6f;
+        t[2] = 3.7f; /* untouched: 3.7 beats 3.6 but not 3.8 */
+        s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(r.id, 0);
+        t[2] = 3.85f;
+        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(r.id, 2);
+        eng_samp_free(s);
+    }
+
+    CASE("samp-4.3", "logit bias moves the choice; all banned is an error");
+    {
+        eng_samp_params p = base();
+        p.temperature = 0;
+        eng_samp_bias b = {3, 10.0f};
+        p.logit_bias = &b;
+        p.n_logit_bias = 1;
+        eng_samp *s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), 0);
+        CHECK_EQ(r.id, 3);
+        eng_samp_free(s);
+        eng_samp_bias all[V];
+        for (int i = 0; i < V; i++) all[i] = (eng_samp_bias){i, -INFINITY};
+        p.logit_bias = all;
+        p.n_logit_bias = V;
+        s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "every token is banned");
+        eng_samp_free(s);
+    }
+
+    CASE("samp-5.1", "logprobs: raw log-softmax, top-n sorted, unaffected by temperature and bias");
+    {
+        eng_samp_params p = base();
+        p.logprobs = 3;
+        p.temperature = 0.01f;
+        eng_samp_bias b = {0, 100.0f};
+        p.logit_bias = &b;
+        p.n_logit_bias = 1;
+        eng_samp *s = eng_samp_create(err, &p, V);
+        CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), 0);
+        double z = 0;
+        for (int i = 0; i < V; i++) z += exp(0.5 * i);
+        CHECK_EQ(r.id, 0);
+        CHECK_NEAR(r.logprob, 0 - log(z), 1e-5);
+        CHECK_EQ(r.n_top, 3);
+        CHECK_EQ(r.top[0].id, 9);
+        CHECK_EQ(r.top[1].id, 8);
+        CHECK_EQ(r.top[2].id, 7);
+        CHECK_NEAR(r.top[0].logprob, 4.5 - log(z), 1e-5);
+        eng_samp_free(s);
+    }
+
+    CASE("samp-6.1", "defaults: neutral, then generation_config (do_sample false = greedy)");
+    {
+        eng_samp_params p;
+        eng_samp_params_default(&p, NULL);
+        CHECK(p.temperature == 1.0f && p.top_p == 1.0f && p.top_k == 0 && p.max_tokens == 256);
+        eng_gen_defaults gd = {0};
+        gd.has_temperature = gd.has_top_p = gd.has_top_k = true;
+        gd.temperature = 0.7f, gd.top_p = 0.9f, gd.top_k = 40, gd.max_new_tokens = 100;
+        eng_samp_params_default(&p, &gd);
+        CHECK(p.temperature == 0.7f && p.top_p == 0.9f && p.top_k == 40 && p.max_tokens == 100);
+        gd.has_do_sample = true;
+        gd.do_sample = false;
+        eng_samp_params_default(&p, &gd);
+        CHECK(p.temperature == 0.0f);
+    }
+
+    CASE("samp-7.1", "validation names the field and the range");
+    {
+        eng_samp_params p = base();
+        p.temperature = -1;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "temperature -1 must be a finite number >= 0");
+        p = base(), p.top_p = 0;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "top_p 0 must be in (0, 1]");
+        p = base(), p.top_p = 1.5f;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "top_p 1.5 must be in (0, 1]");
+        p = base(), p.top_k = -1;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "top_k -1 must be >= 0");
+        p = base(), p.min_p = 1.5f;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "min_p 1.5 must be in [0, 1]");
+        p = base(), p.max_tokens = 0;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "max_tokens 0 must be > 0");
+        p = base(), p.typical_p = 0;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "typical_p 0");
+        p = base(), p.repetition_penalty = 0;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "repetition_penalty 0 must be > 0");
+        p = base(), p.logprobs = 21;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "logprobs 21 must be in [0, 20]");
+        eng_samp_bias b = {V, 1};
+        p = base(), p.logit_bias = &b, p.n_logit_bias = 1;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "logit_bias token id 10 outside the vocabulary of 10");
+        const char *st[] = {""};
+        p = base(), p.stop = st, p.n_stop = 1;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "stop string 0 has 0 bytes");
+        const char *st2[] = {"\xff"};
+        p.stop = st2;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EUTF8);
+        int32_t sid = -1;
+        p = base(), p.stop_ids = &sid, p.n_stop_ids = 1;
+        CHECK_EQ(eng_samp_params_check(err, &p, V), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "stop token id -1 outside");
+        p = base(), p.temperature = -1;
+        CHECK(eng_samp_create(err, &p, V) == NULL);
+        CHECK_CONTAINS(err, "temperature");
+    }
+    return h_finish();
+}
