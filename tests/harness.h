@@ -91,6 +91,7 @@ static const char *h_case = "?";
     } while (0)
 
 static inline int h_finish(void) {
+    (void)h_case; /* a test that skips before its first CASE never reads it */
     printf("%d passed, %d failed\n", h_pass, h_fail);
     return h_fail ? 1 : 0;
 }
