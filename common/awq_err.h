@@ -15,7 +15,13 @@
 #if defined(__GNUC__) || defined(__clang__)
 #define AWQ_NODISCARD __attribute__((warn_unused_result))
 #define AWQ_NONNULL(...) __attribute__((nonnull(__VA_ARGS__)))
+#if defined(__MINGW32__)
+/* mingw's "printf" format means the MS runtime's (no %zu); the build uses mingw's C99 stdio
+ * (__USE_MINGW_ANSI_STDIO=1), whose formats are GNU's */
+#define AWQ_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
+#else
 #define AWQ_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#endif
 #else
 #define AWQ_NODISCARD
 #define AWQ_NONNULL(...)

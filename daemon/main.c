@@ -1,9 +1,8 @@
 /* main.c - the awqd entry point: command line, settings, then the mode asked for.
  *
- * Today it offers --help, --version and --check-config (load the settings the daemon would
- * use, print them, exit 0, or print the file:line error and exit 1). Serving (the event loop,
- * scheduler and models) is added here by the daemon module; it will use the same settings path
- * and daemon/service.h for systemd readiness, socket activation, the lock and signals.
+ * --help, --version and --check-config (load the settings the daemon would use, print them,
+ * exit 0, or print the file:line error and exit 1); otherwise serve (daemon/serve.c) with the
+ * command-line overrides applied on top of the settings file.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,15 +10,29 @@
 #include <string.h>
 
 #include "cfg.h"
+#include "log.h"
 #include "plat.h"
+#include "serve.h"
 #include "service.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: awqd [--config FILE] [--check-config [FILE]]\n"
+            "usage: awqd [--config FILE] [--socket PATH] [--model DIR] [--device auto|cpu|cuda]\n"
+            "            [--threads N] [--ctx N] [--log-level error|warn|info|debug] [--foreground]\n"
+            "       awqd [--config FILE] --check-config [FILE]\n"
             "       awqd --help | --version\n"
             "\n"
+            "Serves the local socket in the foreground (logs on stderr, or [log] file) until SIGTERM,\n"
+            "SIGINT or a shutdown request drains it; SIGHUP reloads the settings.\n"
+            "\n"
             "  --config FILE          read settings from FILE\n"
+            "  --socket PATH          listen on PATH ([server] socket)\n"
+            "  --model DIR            load DIR at start ([model] path)\n"
+            "  --device D             auto, cpu or cuda ([model] device)\n"
+            "  --threads N            CPU threads, 0 = all cores ([model] threads)\n"
+            "  --ctx N                context length per sequence ([model] context)\n"
+            "  --log-level L          error, warn, info or debug ([log] level)\n"
+            "  --foreground           accepted for init scripts; awqd never forks\n"
             "  --check-config [FILE]  load the settings (FILE, or those --config or the lookup\n"
             "                         order finds), print the effective values and exit:\n"
             "                         0 when valid, 1 with file:line and the reason when not\n"
@@ -61,9 +74,19 @@ static int check_config(const char *path) {
     return 0;
 }
 
+/* Parse a non-negative int option value; false when it is not one. */
+static bool int_arg(const char *v, int *out) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 0 || n > 1048576) return false;
+    *out = (int)n;
+    return true;
+}
+
 int main(int argc, char **argv) {
     const char *config = NULL, *check = NULL;
     bool want_check = false;
+    awqd_overrides ov = {.log_level = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -72,15 +95,47 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--version") == 0) {
             printf("awqd %s\n", AWQD_VERSION);
             return 0;
-        } else if (strcmp(a, "--config") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "awqd: --config needs a FILE\n");
-                return 2;
-            }
-            config = argv[++i];
         } else if (strcmp(a, "--check-config") == 0) {
             want_check = true;
             if (i + 1 < argc && argv[i + 1][0] != '-') check = argv[++i];
+        } else if (strcmp(a, "--foreground") == 0) {
+            continue;
+        } else if (!strcmp(a, "--config") || !strcmp(a, "--socket") || !strcmp(a, "--model") ||
+                   !strcmp(a, "--device") || !strcmp(a, "--threads") || !strcmp(a, "--ctx") ||
+                   !strcmp(a, "--log-level")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "awqd: %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--config")) config = v;
+            else if (!strcmp(a, "--socket")) ov.socket = v;
+            else if (!strcmp(a, "--model")) ov.model = v;
+            else if (!strcmp(a, "--device")) {
+                if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda")) {
+                    fprintf(stderr, "awqd: --device '%s': expected auto, cpu or cuda\n", v);
+                    return 2;
+                }
+                ov.device = v;
+            } else if (!strcmp(a, "--threads")) {
+                if (!int_arg(v, &ov.threads)) {
+                    fprintf(stderr, "awqd: --threads '%s': expected an integer >= 0\n", v);
+                    return 2;
+                }
+            } else if (!strcmp(a, "--ctx")) {
+                if (!int_arg(v, &ov.ctx) || ov.ctx < 1) {
+                    fprintf(stderr, "awqd: --ctx '%s': expected a positive integer\n", v);
+                    return 2;
+                }
+            } else {
+                ov.log_level = -1;
+                for (int l = AWQD_LOG_ERROR; l <= AWQD_LOG_DEBUG; l++)
+                    if (!strcmp(v, awqd_log_level_name(l))) ov.log_level = l;
+                if (ov.log_level < 0) {
+                    fprintf(stderr, "awqd: --log-level '%s': expected error, warn, info or debug\n", v);
+                    return 2;
+                }
+            }
         } else {
             fprintf(stderr, "awqd: unknown option '%s'\n", a);
             usage(stderr);
@@ -88,6 +143,5 @@ int main(int argc, char **argv) {
         }
     }
     if (want_check) return check_config(check ? check : config);
-    fprintf(stderr, "awqd: this build has no serving mode yet; use --check-config (see --help)\n");
-    return 2;
+    return awqd_serve(config, &ov);
 }

@@ -1,19 +1,29 @@
 /* cpu_matmul.c - AWQ and fp16 matrix products on the CPU: argument checks, the portable scalar
- * reference kernels, instruction-set detection, and the parallel dispatch that splits output
- * columns across the pool's threads.
+ * reference kernels, instruction-set detection, and the parallel dispatch.
  *
- * Work split: each thread owns a contiguous range of packed columns (multiples of a 16-column,
- * 64-byte tile), so it reads a 64-byte piece of every weight row and writes outputs no other
- * thread touches; there is no reduction step and the result does not depend on the thread
- * count. (A split along k with per-thread partial sums would read whole rows contiguously but
- * needs a reduction whose order would change the bits with the thread count.)
+ * Work split, GEMM and the scalar/AVX2 GEMV: each thread owns a contiguous range of packed
+ * columns (multiples of a 16-column, 64-byte tile) and writes outputs no other thread touches.
+ * That walk reads a 64-byte piece of every weight row, which the hardware prefetchers cannot
+ * follow: it reached ~25 % of the read bandwidth at decode.
+ *
+ * Work split, AVX-512 GEMV (decode): (column block x k-chunk) items, each summing its chunk's
+ * groups over 2 KB runs of whole rows, then per column block the chunk partials added in chunk
+ * order (see cpu_kern.h). The chunk size depends on the group size only, so the result is the
+ * same for any thread count, and the AVX-512 GEMM sums the same chunks in the same order, so
+ * GEMV == GEMM bitwise (batch invariance).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "awq_util.h"
 #include "cpu.h"
 #include "cpu_kern.h"
+
+#if ENG_CPU_X86
+#include <cpuid.h>
+#endif
+#include "plat.h"
 
 /* =============================================================== scalar reference ==== */
 
@@ -87,13 +97,21 @@ const char *eng_cpu_impl_name(eng_cpu_impl impl) {
     return "?";
 }
 
+#if ENG_CPU_X86
+/* F16C from CPUID leaf 1, ECX bit 29: clang (14) does not accept __builtin_cpu_supports("f16c"). */
+static bool has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+#endif
+
 bool eng_cpu_impl_ok(eng_cpu_impl impl) {
     switch (impl) {
     case ENG_CPU_AUTO:
     case ENG_CPU_SCALAR: return true;
 #if ENG_CPU_X86
     case ENG_CPU_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     case ENG_CPU_AVX512:
         return eng_cpu_impl_ok(ENG_CPU_AVX2) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
@@ -116,14 +134,17 @@ eng_cpu_impl eng_cpu_impl_best(void) {
     return ENG_CPU_SCALAR;
 }
 
-static int pick(char *err, eng_cpu_impl impl, eng_cpu_qmm_fn **q, eng_cpu_f16mm_fn **f) {
+/* The kernels of impl (AUTO resolved); *v is the streaming GEMV's item kernel, NULL where the
+ * GEMV runs through *q (the scalar reference and AVX2 split columns across threads). */
+static int pick(char *err, eng_cpu_impl impl, eng_cpu_qmm_fn **q, eng_cpu_qmv_fn **v, eng_cpu_f16mm_fn **f) {
     if (impl == ENG_CPU_AUTO) impl = eng_cpu_impl_best();
     if (!eng_cpu_impl_ok(impl))
         return awq_seterr(err, AWQ_EUNSUPPORTED, "CPU kernels '%s' are not supported on this machine",
                           eng_cpu_impl_name(impl));
+    *v = NULL;
     switch (impl) {
 #if ENG_CPU_X86
-    case ENG_CPU_AVX512: *q = eng_cpu_qmm_avx512; *f = eng_cpu_f16mm_avx512; return 0;
+    case ENG_CPU_AVX512: *q = eng_cpu_qmm_avx512; *v = eng_cpu_qmv_avx512; *f = eng_cpu_f16mm_avx512; return 0;
     case ENG_CPU_AVX2: *q = eng_cpu_qmm_avx2; *f = eng_cpu_f16mm_avx2; return 0;
 #endif
     default: *q = eng_cpu_qmm_scalar; *f = eng_cpu_f16mm_scalar; return 0;
@@ -177,31 +198,102 @@ static void qmm_task(void *ctx, int tid, int n) {
     }
 }
 
+/* ---- streaming GEMV: (column block x k-chunk) items, then the chunk partials added in order */
+
+typedef struct qmv_job {
+    eng_cpu_qmv_fn *fn;
+    const eng_qlinear *l;
+    const float *x;   /* (m, in) */
+    const float *xs;  /* (m, in/group) */
+    int m;
+    float *y;         /* (m, out) */
+    float *part;      /* (chunks, m, out) */
+    float *scratch;   /* (threads, qmv_scratch(m)) */
+    size_t scratch_per;
+    atomic_int *done; /* (blocks): items of each column block finished */
+    int kc, chunks, blocks;
+} qmv_job;
+
+/* floats of kernel scratch per thread for m tokens (see eng_cpu_qmv_fn) */
+static size_t qmv_scratch(int m) {
+    return (size_t)2 * m * ENG_CPU_GEMV_CB * 8;
+}
+
+/* y = 0 + part[0] + part[1] + ..., chunk order, for column block b */
+static void qmv_reduce(const qmv_job *j, int b) {
+    const int C = j->l->out / 8;
+    const size_t out = (size_t)j->l->out, len = (size_t)j->m * out;
+    const size_t n0 = (size_t)b * ENG_CPU_GEMV_CB * 8;
+    const size_t n1 = (size_t)(b + 1) * ENG_CPU_GEMV_CB < (size_t)C ? (size_t)(b + 1) * ENG_CPU_GEMV_CB * 8 : out;
+    for (int mi = 0; mi < j->m; mi++)
+        for (size_t n = (size_t)mi * out + n0; n < (size_t)mi * out + n1; n++) {
+            float s = 0.0f;
+            for (int c = 0; c < j->chunks; c++) s += j->part[(size_t)c * len + n];
+            j->y[n] = s;
+        }
+}
+
+/* Items are numbered column block major, chunk minor, so a thread's consecutive items continue
+ * the same rows downwards. Which thread runs an item never changes its result. The thread that
+ * finishes a column block's last item adds that block's partials (one parallel-for per GEMV,
+ * not two: a barrier costs tens of microseconds on a busy machine, 224 GEMVs per token). */
+static void qmv_task(void *ctx, int tid, int n) {
+    const qmv_job *j = ctx;
+    const int items = j->chunks * j->blocks, C = j->l->out / 8, ng = j->l->in / j->l->group;
+    const size_t out = (size_t)j->l->out;
+    for (int it = (int)((long long)items * tid / n); it < (int)((long long)items * (tid + 1) / n); it++) {
+        int b = it / j->chunks, ch = it % j->chunks;
+        int c0 = b * ENG_CPU_GEMV_CB, c1 = c0 + ENG_CPU_GEMV_CB < C ? c0 + ENG_CPU_GEMV_CB : C;
+        int g0 = ch * j->kc, g1 = g0 + j->kc < ng ? g0 + j->kc : ng;
+        j->fn(j->l, j->x, j->xs, j->m, g0, g1, c0, c1, j->part + (size_t)ch * j->m * out + (size_t)c0 * 8, out,
+              j->scratch + (size_t)tid * j->scratch_per);
+        /* acq_rel: the last one sees every other thread's partials of this block */
+        if (atomic_fetch_add_explicit(&j->done[b], 1, memory_order_acq_rel) == j->chunks - 1) qmv_reduce(j, b);
+    }
+}
+
+static int qmv(char *err, eng_cpu_qmv_fn *v, eng_cpu_pool *pool, const eng_qlinear *l, const float *x,
+               const float *xs, int m, float *y) {
+    const int ng = l->in / l->group, kc = eng_cpu_kchunk(l->group), C = l->out / 8;
+    const int mcap = m < ENG_CPU_GEMV_M ? m : ENG_CPU_GEMV_M;
+    qmv_job j = {.fn = v, .l = l, .kc = kc, .chunks = (ng + kc - 1) / kc,
+                 .blocks = (C + ENG_CPU_GEMV_CB - 1) / ENG_CPU_GEMV_CB, .scratch_per = qmv_scratch(mcap)};
+    j.part = malloc((size_t)j.chunks * mcap * l->out * sizeof(float));
+    /* a multiple of 64 bytes: scratch_per is a multiple of 2048 floats */
+    j.scratch = plat_aligned_alloc(64, (size_t)eng_cpu_pool_size(pool) * j.scratch_per * sizeof(float));
+    j.done = malloc((size_t)j.blocks * sizeof *j.done);
+    if (!j.part || !j.scratch || !j.done) {
+        free(j.part);
+        plat_aligned_free(j.scratch);
+        free(j.done);
+        return awq_seterr(err, AWQ_ENOMEM, "out of memory for a %d x %d linear", l->in, l->out);
+    }
+    for (int m0 = 0; m0 < m; m0 += ENG_CPU_GEMV_M) {
+        j.m = m - m0 < ENG_CPU_GEMV_M ? m - m0 : ENG_CPU_GEMV_M;
+        j.x = x + (size_t)m0 * l->in;
+        j.xs = xs + (size_t)m0 * ng;
+        j.y = y + (size_t)m0 * l->out;
+        for (int b = 0; b < j.blocks; b++) atomic_init(&j.done[b], 0);
+        eng_cpu_pool_run(pool, qmv_task, &j);
+    }
+    free(j.part);
+    plat_aligned_free(j.scratch);
+    free(j.done);
+    return 0;
+}
+
 static int qmm(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qlinear *l, const float *x, int m,
                float *y, bool gemm) {
     eng_cpu_qmm_fn *q;
+    eng_cpu_qmv_fn *v;
     eng_cpu_f16mm_fn *f;
     int rc = eng_cpu_qlinear_check(err, l);
     if (rc) return rc;
     if (m <= 0) return awq_seterr(err, AWQ_EINVAL, "token count %d must be positive", m);
-    if ((rc = pick(err, impl, &q, &f))) return rc;
+    if ((rc = pick(err, impl, &q, &v, &f))) return rc;
     const int G = l->group, ng = l->in / G;
     float *xs = malloc((size_t)m * ng * sizeof *xs);
-    float *tiles = NULL;
-    /* 64-byte aligned: the kernels store whole vectors into it (size is a multiple of 512) */
-    if (gemm) tiles = aligned_alloc(64, (size_t)eng_cpu_pool_size(pool) * G * 8 * ENG_CPU_KERN_TILE * sizeof *tiles);
-    /* per-thread running sums: (tokens per kernel call, columns per thread, 8) floats */
-    const int nt = eng_cpu_pool_size(pool), C = l->out / 8;
-    const size_t span = (size_t)((C + ENG_CPU_KERN_TILE - 1) / ENG_CPU_KERN_TILE + nt - 1) / (size_t)nt * ENG_CPU_KERN_TILE;
-    /* two halves: the outputs' running sums, and the GEMV's sums of the current group */
-    const size_t acc_per = 2 * (size_t)(m < ENG_CPU_KERN_M ? m : ENG_CPU_KERN_M) * span * 8;
-    float *accs = aligned_alloc(64, (size_t)nt * acc_per * sizeof(float)); /* acc_per is a multiple of 128 */
-    if (!xs || (gemm && !tiles) || !accs) {
-        free(xs);
-        free(tiles);
-        free(accs);
-        return awq_seterr(err, AWQ_ENOMEM, "out of memory for a %d x %d linear", l->in, l->out);
-    }
+    if (!xs) return awq_seterr(err, AWQ_ENOMEM, "out of memory for a %d x %d linear", l->in, l->out);
     /* group sums of x, k ascending: shared by every column and every path */
     for (int mi = 0; mi < m; mi++)
         for (int g = 0; g < ng; g++) {
@@ -210,11 +302,31 @@ static int qmm(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qline
             for (int k = 0; k < G; k++) s += xg[k];
             xs[(size_t)mi * ng + g] = s;
         }
+    if (!gemm && v) {
+        rc = qmv(err, v, pool, l, x, xs, m, y);
+        free(xs);
+        return rc;
+    }
+    float *tiles = NULL;
+    /* 64-byte aligned: the kernels store whole vectors into it (size is a multiple of 512) */
+    if (gemm) tiles = plat_aligned_alloc(64, (size_t)eng_cpu_pool_size(pool) * G * 8 * ENG_CPU_KERN_TILE * sizeof *tiles);
+    /* per-thread running sums: (tokens per kernel call, columns per thread, 8) floats */
+    const int nt = eng_cpu_pool_size(pool), C = l->out / 8;
+    const size_t span = (size_t)((C + ENG_CPU_KERN_TILE - 1) / ENG_CPU_KERN_TILE + nt - 1) / (size_t)nt * ENG_CPU_KERN_TILE;
+    /* two halves: the running sums, and (AVX-512 GEMM) the k-chunks' total */
+    const size_t acc_per = 2 * (size_t)(m < ENG_CPU_KERN_M ? m : ENG_CPU_KERN_M) * span * 8;
+    float *accs = plat_aligned_alloc(64, (size_t)nt * acc_per * sizeof(float)); /* acc_per is a multiple of 128 */
+    if ((gemm && !tiles) || !accs) {
+        free(xs);
+        plat_aligned_free(tiles);
+        plat_aligned_free(accs);
+        return awq_seterr(err, AWQ_ENOMEM, "out of memory for a %d x %d linear", l->in, l->out);
+    }
     qmm_job j = {q, l, x, xs, m, y, gemm, tiles, accs, acc_per};
     eng_cpu_pool_run(pool, qmm_task, &j);
     free(xs);
-    free(tiles);
-    free(accs);
+    plat_aligned_free(tiles);
+    plat_aligned_free(accs);
     return 0;
 }
 
@@ -256,10 +368,11 @@ static void f16_task(void *ctx, int tid, int nt) {
 int eng_cpu_f16_matmul(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const uint16_t *w, int n, int k,
                        const float *x, int m, float *y) {
     eng_cpu_qmm_fn *q;
+    eng_cpu_qmv_fn *v;
     eng_cpu_f16mm_fn *f;
     if (n <= 0 || k <= 0 || m <= 0)
         return awq_seterr(err, AWQ_EINVAL, "fp16 matmul shape n=%d k=%d m=%d: all must be positive", n, k, m);
-    int rc = pick(err, impl, &q, &f);
+    int rc = pick(err, impl, &q, &v, &f);
     if (rc) return rc;
     f16_job j = {f, w, n, k, m, x, y};
     eng_cpu_pool_run(pool, f16_task, &j);

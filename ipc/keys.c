@@ -1,17 +1,13 @@
 /* keys.c - key files, authorized keys, known servers, fingerprints; see keys.h. */
-#define _GNU_SOURCE
 #include "keys.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "awq_util.h"
+#include "keyfile.h"
 #include "plat.h"
 
 #define KEYFILE_MAX (1u << 20) /* authorized_keys / known_servers files larger than this are refused */
@@ -48,47 +44,22 @@ void ipc_fingerprint(const uint8_t pk[IPC_KEY_BYTES], char out[IPC_FP_LEN]) {
 
 /* ------------------------------------------------------------ secret key files ---- */
 
-/* Open path read-only without following a symlink and check it is a private regular file. */
-static int open_private(char *err, const char *path, int *fd_out) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return awq_seterr(err, errno == ENOENT ? AWQ_ENOTFOUND : errno == ELOOP ? AWQ_EPERM : AWQ_EIO,
-                          "key file %s: %s", path, errno == ELOOP ? "is a symlink; refusing it" : strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return awq_seterr(err, AWQ_EPERM, "key file %s is not a regular file", path);
-    }
-    if (st.st_uid != geteuid()) {
-        close(fd);
-        return awq_seterr(err, AWQ_EPERM, "key file %s is owned by uid %u, not by you (uid %u)", path,
-                          (unsigned)st.st_uid, (unsigned)geteuid());
-    }
-    if (st.st_mode & 077) {
-        close(fd);
-        return awq_seterr(err, AWQ_EPERM, "key file %s is readable by others (mode %04o); chmod 600 it", path,
-                          (unsigned)(st.st_mode & 07777));
-    }
-    *fd_out = fd;
-    return 0;
-}
-
 int ipc_keypair_load(char *err, const char *sk_path, ipc_keypair **out) {
     *out = NULL;
     int rc = ipc_crypto_init(err);
     if (rc) return rc;
-    int fd = -1;
-    if ((rc = open_private(err, sk_path, &fd))) return rc;
     char text[160]; /* holds the hex form of the secret: wiped below */
-    ssize_t n = read(fd, text, sizeof text - 1);
-    close(fd);
-    if (n < 0) return awq_seterr(err, AWQ_EIO, "key file %s: %s", sk_path, strerror(errno));
+    size_t n = 0;
+    if ((rc = ipc_keyfile_read_private(err, sk_path, text, sizeof text, &n))) {
+        sodium_memzero(text, sizeof text);
+        return rc;
+    }
     ipc_keypair *kp = sodium_malloc(sizeof *kp);
     if (!kp) {
         sodium_memzero(text, sizeof text);
         return awq_seterr(err, AWQ_ENOMEM, "key file %s: out of secure memory", sk_path);
     }
-    rc = ipc_key_parse(text, (size_t)n, kp->sk);
+    rc = ipc_key_parse(text, n, kp->sk);
     sodium_memzero(text, sizeof text);
     if (rc) {
         ipc_keypair_free(kp);
@@ -101,22 +72,6 @@ int ipc_keypair_load(char *err, const char *sk_path, ipc_keypair **out) {
 
 void ipc_keypair_free(ipc_keypair *kp) {
     if (kp) sodium_free(kp); /* sodium_free wipes the memory */
-}
-
-static int write_new(char *err, const char *path, const char *text, size_t len, mode_t mode) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0)
-        return awq_seterr(err, errno == EEXIST ? AWQ_EEXIST : AWQ_EIO, "%s: %s%s", path, strerror(errno),
-                          errno == EEXIST ? " (not overwriting a key)" : "");
-    /* the umask may have narrowed the mode; the secret must still be exactly 0600 */
-    int ok = fchmod(fd, mode) == 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
-    int e = errno;
-    close(fd);
-    if (!ok) {
-        unlink(path);
-        return awq_seterr(err, AWQ_EIO, "%s: %s", path, strerror(e));
-    }
-    return 0;
 }
 
 int ipc_keygen(char *err, const char *sk_path, const char *pk_path) {
@@ -132,14 +87,14 @@ int ipc_keygen(char *err, const char *sk_path, const char *pk_path) {
     crypto_box_keypair(kp->pk, kp->sk);
     sodium_bin2hex(hex, 65, kp->sk, IPC_KEY_BYTES);
     hex[64] = '\n';
-    rc = write_new(err, sk_path, hex, 65, 0600);
+    rc = ipc_keyfile_create(err, sk_path, hex, 65, true);
     if (!rc) {
         char fp[IPC_FP_LEN], pub[160];
         sodium_bin2hex(pub, 65, kp->pk, IPC_KEY_BYTES);
         ipc_fingerprint(kp->pk, fp);
         int n = snprintf(pub + 64, sizeof pub - 64, " awq:%s\n", fp);
-        rc = write_new(err, pk_path, pub, 64 + (size_t)n, 0644);
-        if (rc) unlink(sk_path);
+        rc = ipc_keyfile_create(err, pk_path, pub, 64 + (size_t)n, false);
+        if (rc) remove(sk_path);
     }
     sodium_free(hex);
     sodium_free(kp);

@@ -495,12 +495,21 @@ static void conn_read(ipc_server *s, conn *c) {
 /* ------------------------------------------------------------ accept ---- */
 
 static bool peer_allowed(const ipc_server *s, const ipc_peer *p) {
+#ifdef _WIN32
+    /* Windows has no uids: the pipe's DACL (our user, SYSTEM, the configured group), checked by
+     * the kernel when the client opened the pipe, is the access check; the uid/gid allow lists
+     * do not apply there. */
+    (void)s;
+    (void)p;
+    return true;
+#else
     if (!s->o.n_allow_uids && !s->o.n_allow_gids) return p->uid == (uint32_t)geteuid() || p->uid == 0;
     for (size_t i = 0; i < s->o.n_allow_uids; i++)
         if (s->allow_uids[i] == p->uid) return true;
     for (size_t i = 0; i < s->o.n_allow_gids; i++)
         if (s->allow_gids[i] == p->gid) return true;
     return false;
+#endif
 }
 
 /* Refuse a fresh socket with one plaintext error frame (best effort: it is small enough to fit
@@ -733,7 +742,7 @@ ipc_server *ipc_server_create(char *err, const ipc_server_opts *o) {
     if (!s->o.max_inflight) s->o.max_inflight = IPC_MAX_INFLIGHT_DEFAULT;
     if (!s->o.out_cap) s->o.out_cap = IPC_OUT_CAP_DEFAULT;
     s->o.path = NULL;
-    s->o.key_path = s->o.authorized_keys = s->o.version = NULL;
+    s->o.key_path = s->o.authorized_keys = s->o.version = s->o.pipe_group = NULL;
     char path[IPC_PATH_MAX];
     int rc = 0;
     if (s->o.max_frame > IPC_FRAME_MAX || s->o.max_conns > (1u << 20)) {
@@ -768,7 +777,7 @@ ipc_server *ipc_server_create(char *err, const ipc_server_opts *o) {
         }
     }
     if (!(s->loop = ipc_loop_create(err))) goto fail;
-    ipc_listen_opts lo = {.path = o->path, .group = o->group, .listen_fd = o->listen_fd};
+    ipc_listen_opts lo = {.path = o->path, .group = o->group, .listen_fd = o->listen_fd, .pipe_group = o->pipe_group};
     if (o->listen_fd < 0 && !o->path) {
         if ((rc = ipc_default_socket_path(err, path, sizeof path))) goto fail;
         lo.path = path;

@@ -84,6 +84,7 @@ typedef struct ipc_server_opts {
     const char *path;        /* socket path; NULL = ipc_default_socket_path */
     int listen_fd;           /* >= 0: an already-bound listening socket (systemd); else -1 */
     int64_t group;           /* gid for a 0660 socket, or -1 */
+    const char *pipe_group;  /* Windows: group (SID or name) the pipe's DACL admits, or NULL */
     uint32_t max_conns;      /* 0 = IPC_MAX_CONNS_DEFAULT */
     uint32_t max_frame;      /* 0 = IPC_FRAME_MAX_DEFAULT */
     uint32_t max_inflight;   /* per connection; 0 = IPC_MAX_INFLIGHT_DEFAULT */

@@ -1,7 +1,9 @@
 /* transport.h - the byte-stream transport behind the server and libawq: a listener that
  * accepts connections carrying the peer's identity, and connected streams with non-blocking
- * reads and writes. One implementation per OS: transport_posix.c (Unix domain sockets) now, a
- * Windows named-pipe one (transport_win.c) later; nothing outside these files sees sockets.
+ * reads and writes. One implementation per OS: transport_posix.c (Unix domain sockets) and
+ * transport_win.c (named pipes, \\.\pipe\NAME; its safety rules are at the top of that file and
+ * in docs/windows.md); nothing outside these files sees sockets or pipes. On Windows "path" is
+ * the pipe name and the handles are the objects loop_win.c watches (win_io.h).
  *
  * Unix socket safety (docs/protocol.md "Transport"; threat model rows 1-2):
  *  - the socket lives in a private directory: created 0700 (0710 with a group), refused when it
@@ -38,6 +40,8 @@ typedef struct ipc_listen_opts {
     const char *path;  /* socket path (ignored with listen_fd >= 0) */
     int64_t group;     /* gid allowed to connect (mode 0660, dir 0710), or -1 */
     int listen_fd;     /* >= 0: adopt this already-bound listening socket (systemd) */
+    const char *pipe_group; /* Windows: a group (SID "S-1-..." or name) allowed to connect, or
+                             * NULL; ignored on POSIX, where group is the gid */
 } ipc_listen_opts;
 
 /* The default socket path: $XDG_RUNTIME_DIR/awqd/awqd.sock for a user, /run/awqd/awqd.sock for

@@ -61,6 +61,13 @@ AWQ_NODISCARD int plat_path_join(char *out, const char *dir, const char *name);
 /* Create a directory (and parents) with mode; an existing directory is fine. */
 AWQ_NODISCARD int plat_mkdirs(char *err, const char *path, int mode);
 
+/* ---- memory ---- */
+/* align-byte aligned memory (align a power of two, size a multiple of it), released with
+ * plat_aligned_free and nothing else: Windows has no aligned_alloc, and its _aligned_malloc
+ * memory must not reach free(). */
+void *plat_aligned_alloc(size_t align, size_t size);
+void plat_aligned_free(void *p);
+
 /* ---- time ---- */
 uint64_t plat_now_ns(void);  /* monotonic */
 uint64_t plat_wall_ms(void); /* wall clock, ms since the epoch */

@@ -184,6 +184,11 @@ int plat_mkdirs(char *err, const char *path, int mode) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- memory ---- */
+
+void *plat_aligned_alloc(size_t align, size_t size) { return aligned_alloc(align, size); }
+void plat_aligned_free(void *p) { free(p); }
+
 /* ---------------------------------------------------------------- time ---- */
 
 uint64_t plat_now_ns(void) {

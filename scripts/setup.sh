@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential cmake ninja-build pkg-config clang llvm libsodium-dev libmsgpack-dev
-libinih-dev libcjson-dev ca-certificates util-linux procps psmisc"
+libinih-dev libcjson-dev ca-certificates util-linux procps psmisc libayatana-appindicator3-dev xvfb xdotool imagemagick trayer"
 # npm fetches the test tokenizer; a nodesource nodejs already ships npm (Debian's npm would conflict)
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 [ "${AWQ_WINDOWS:-1}" = 1 ] && PKGS="$PKGS gcc-mingw-w64-x86-64 wine wine64 nsis"

@@ -133,6 +133,14 @@ int main(void) {
     check_linear(pool, 256, 1032, 128, 5, 3);  /* 129 columns, GEMM path in qlinear */
     check_linear(pool, 96, 136, 32, 70, 4);    /* more tokens than one kernel call (64) */
     check_linear(pool, 512, 256, 128, 2, 5);
+    /* the GEMV's work items: several k-chunks (512 rows) and column blocks (256 packed columns,
+     * the last one partial), more tokens than one GEMV pass (4), groups of rows not a multiple
+     * of 8 or 4 and a chunk holding a single group */
+    check_linear(pool, 1536, 4224, 128, 3, 6);
+    check_linear(pool, 1024, 264, 32, 6, 7);
+    check_linear(pool, 1026, 24, 6, 2, 8);     /* 4 + 2 rows per group */
+    check_linear(pool, 1020, 40, 12, 1, 9);    /* 8 + 4 rows per group */
+    check_linear(pool, 96, 16, 3, 2, 10);      /* 3 rows per group */
 
     CASE("cpu-2.2", "the GEMV does not depend on the thread count (bitwise)");
     {
