@@ -6,6 +6,7 @@
  * Numerics (all paths): fp32 activations, fp32 accumulation. An AWQ linear computes, per output
  * column n and group g, acc = sum_{k in g} x[k] * q[k][n] (k ascending, one fused multiply-add
  * per k in the SIMD paths) and xs = sum_{k in g} x[k]; then y[n] += s[g][n] * (acc - z[g][n] * xs).
+ * (AVX-512 sums y per k-chunk of 512 rows and adds the chunks in order; see cpu_kern.h.)
  * Within one implementation the GEMV (decode) and the blocked GEMM (prefill) perform exactly the
  * same operations per token, so a token's output never depends on how many tokens share the
  * call (batch invariance) nor on the thread count.

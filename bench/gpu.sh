@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# gpu.sh - the one script run on the GPU machine: configure and build (Release, sm_90), run the
+# CUDA unit tests (and again under compute-sanitizer memcheck), then the benchmarks; the tables
+# come last on stdout, full logs go to $OUT (or build-gpu/out).
+#
+#   bench/gpu.sh [all|test|kernels|model]    (default all)
+# env: AWQ_GPU_ARCH (default 90), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
+# --preset shisa7b when absent), AWQ_SANITIZE_GPU=0 skips memcheck.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+out=${OUT:-$PWD/build-gpu/out}
+mkdir -p "$out"
+[ -f .gpu-deps/env.sh ] && source .gpu-deps/env.sh
+arch=${AWQ_GPU_ARCH:-90}
+bd=build-gpu
+t0=$(date +%s)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+# -Werror off: the box's gcc at -O3 flags maybe-uninitialized in code other modules own
+cmake -S . -B $bd -G Ninja -DCMAKE_BUILD_TYPE=Release -DAWQ_CUDA=ON -DAWQ_WERROR=OFF -DCMAKE_CUDA_ARCHITECTURES=$arch \
+    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+targets="test_cuda gpu_bench"
+[ -d tools/awq-mkmodel ] && targets="$targets awq-mkmodel"
+ninja -C $bd -j16 $targets >>"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
+echo "build: $(( $(date +%s) - t0 )) s"
+
+md=${AWQ_MODEL_DIR:-/tmp/shisa7b}
+# the 7B-shaped checkpoint on local disk (awq-mkmodel --preset shisa7b, ~5.6 GB)
+ensure_model() {
+    if [ ! -f "$md/config.json" ]; then
+        [ -x $bd/bin/awq-mkmodel ] || { echo "awq-mkmodel not built"; exit 1; }
+        t1=$(date +%s)
+        $bd/bin/awq-mkmodel -o "$md" --tokenizer .cache/tokenizer/tokenizer.json --preset shisa7b \
+            >>"$out/build.log" 2>&1 || { tail -5 "$out/build.log"; exit 1; }
+        echo "awq-mkmodel shisa7b: $(( $(date +%s) - t1 )) s"
+    fi
+}
+
+summary=""
+if [ "$what" = all ] || [ "$what" = test ]; then
+    export AWQ_SRC=$PWD AWQ_BIN=$PWD/$bd/bin AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json
+    $bd/bin/test_cuda >"$out/test.log" 2>&1
+    rc=$?
+    grep -E "FAIL|worst|passed|SKIP|device 0" "$out/test.log" | head -40
+    summary+="| unit.cuda | rc $rc: $(grep -E 'passed, ' "$out/test.log" | tail -1) |"$'\n'
+    if [ "${AWQ_SANITIZE_GPU:-1}" = 1 ]; then
+        AWQ_TEST_QUICK=1 timeout 300 compute-sanitizer --tool memcheck --leak-check full --report-api-errors no --error-exitcode 9 \
+            $bd/bin/test_cuda >/tmp/memcheck.log 2>&1
+        rc=$?
+        cat /tmp/memcheck.log >>"$out/test.log"
+        summary+="| memcheck unit.cuda | rc $rc: $(grep -E 'ERROR SUMMARY' "$out/test.log" | tail -1) |"$'\n'
+    fi
+fi
+if [ "$what" = all ] || [ "$what" = kernels ]; then
+    $bd/bin/gpu_bench >"$out/kernels.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
+fi
+if [ "$what" = all ] || [ "$what" = model ]; then
+    ensure_model
+    cat "$md"/*.safetensors >/dev/null # warm page cache: we measure page cache -> GPU
+    $bd/bin/gpu_bench --no-kernels --model "$md" >"$out/model.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
+fi
+if [ "$what" = sass ] || [ "$what" = profile ]; then
+    # instruction mix of the decode GEMV kernel (group 128): instructions per HMMA
+    obj=$(find $bd -name 'qmm.cu.o' | head -1)
+    cuobjdump -sass "$obj" | awk '/Function : .*kernel_qmm_gemvILi4ELi2/{f=1;next} /Function : /{f=0} f' \
+        | grep -oE '^ +/\*[0-9a-f]+\*/ +[A-Z0-9_]+' | awk '{print $2}' | sort | uniq -c | sort -rn | head -16 \
+        | awk '{printf "%s %s; ", $2, $1} END {print ""}'
+fi
+if [ "$what" = profile ]; then
+    # the limiting kernels under Nsight Compute: the skinny matmul on gate_up at m=1, and every
+    # kernel of one batch-1 decode step (graphs off so each launch is visible)
+    ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+        -k regex:kernel_qmm_gemv -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bd/bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
+    grep -vE "^==PROF==|^\s*$|----" "$out/profile.txt" | grep -E "Duration|DRAM Throughput|Compute .SM|Achieved Occupancy|Theoretical Occ|Warp Cycles Per Issued|stalled" | awk '$NF+0 > 0.05 || !/stalled/' | head -40
+    ensure_model
+    AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv --launch-skip 740 --launch-count 230 \
+        $bd/bin/gpu_bench --model "$md" --profile-decode >/tmp/ncu_decode.csv 2>>"$out/err.log"
+    python3 - /tmp/ncu_decode.csv <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; rows = rows[1:]
+ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows:
+    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v
+    k = r[ki].split("(")[0][:60]; tot[k] += v; cnt[k] += 1
+print("| kernel (decode, ncu, 240 launches) | launches | total us |")
+print("| --- | --- | --- |")
+for k, v in sorted(tot.items(), key=lambda kv: -kv[1]): print(f"| {k} | {cnt[k]} | {v:.1f} |")
+PY
+fi
+echo
+echo "total: $(( $(date +%s) - t0 )) s"
+[ -n "$summary" ] && printf '| check | result |\n| --- | --- |\n%s\n' "$summary"
+[ -f "$out/kernels.md" ] && cat "$out/kernels.md"
+[ -f "$out/model.md" ] && cat "$out/model.md"
+exit 0

@@ -1,0 +1,67 @@
+/* gb_kern.c - the AWQ matmul kernels on shisa-7B's shapes: decode (gemv/skinny kernels) as GB/s
+ * against the copy probe, prefill (tiled kernel) as TFLOP/s against cuBLAS fp16 in the same
+ * run. Weight bytes are what one call must stream (nibbles + scales/zeros). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gb_kern.h"
+
+#ifdef AWQ_HAVE_CUDA
+#include "cu.h"
+
+static void fail(const char *what, const char *err) {
+    fprintf(stderr, "gpu_bench: %s: %s\n", what, err);
+    exit(1);
+}
+
+void gb_kernels(double copy_gbps) {
+    static const struct { const char *name; int in, out; } shapes[] = {
+        {"qkv", 4096, 6144}, {"o", 4096, 4096}, {"gate_up", 4096, 28672}, {"down", 14336, 4096},
+    };
+    char err[AWQ_ERR_LEN];
+    printf("### AWQ decode matmul (gemv kernel m <= 8, skinny m = 16 and 64) vs copy bandwidth %.0f GB/s\n\n", copy_gbps);
+    printf("| shape (in x out) | m | us | GB/s | of copy | cuBLAS fp16 us | speedup |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    static const int ms[] = {1, 4, 8, 16, 64};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+            double us = 0, bytes = 0, cub = 0;
+            if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, ms[i], ms[i] <= 8 ? CU_QMM_GEMV : CU_QMM_SKINNY, 21, &us, &bytes))
+                fail("qmm", err);
+            if (cu_bench_cublas(err, 0, ms[i], shapes[s].out, shapes[s].in, 11, &cub)) fail("cublas", err);
+            double gbps = bytes / (us * 1e-6) / 1e9;
+            printf("| %s %dx%d | %d | %.2f | %.0f | %.2f | %.2f | %.2fx |\n", shapes[s].name,
+                   shapes[s].in, shapes[s].out, ms[i], us, gbps, gbps / copy_gbps, cub, cub / us);
+            if (ms[i] == 1) { /* the narrow variant (twice the warps per SM), for tuning */
+                if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, 1, CU_QMM_GEMV_NARROW, 21, &us, &bytes))
+                    fail("qmm", err);
+                gbps = bytes / (us * 1e-6) / 1e9;
+                printf("| %s %dx%d (narrow) | 1 | %.2f | %.0f | %.2f | | |\n", shapes[s].name, shapes[s].in,
+                       shapes[s].out, us, gbps, gbps / copy_gbps);
+            }
+            fflush(stdout);
+        }
+    printf("\n### AWQ prefill matmul (tiled kernel) vs cuBLAS fp16 (TFLOP/s)\n\n");
+    printf("| shape (in x out) | m | AWQ us | AWQ TFLOP/s | cuBLAS us | cuBLAS TFLOP/s | ratio |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    static const int mt[] = {64, 256, 512, 2048};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t i = 0; i < sizeof mt / sizeof mt[0]; i++) {
+            double us = 0, bytes = 0, cub = 0;
+            if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, mt[i], CU_QMM_TILED, 11, &us, &bytes))
+                fail("qmm", err);
+            if (cu_bench_cublas(err, 0, mt[i], shapes[s].out, shapes[s].in, 11, &cub)) fail("cublas", err);
+            double fl = 2.0 * mt[i] * shapes[s].in * shapes[s].out;
+            printf("| %s %dx%d | %d | %.1f | %.0f | %.1f | %.0f | %.2f |\n", shapes[s].name,
+                   shapes[s].in, shapes[s].out, mt[i], us, fl / us * 1e-6, cub, fl / cub * 1e-6, cub / us);
+            fflush(stdout);
+        }
+    {
+        double cub = 0;
+        if (cu_bench_cublas(err, 0, 1, 120128, 4096, 11, &cub)) fail("cublas", err);
+        double gbps = 120128.0 * 4096 * 2 / (cub * 1e-6) / 1e9;
+        printf("\nlm_head fp16 GEMV through cuBLAS (120128 x 4096): %.1f us, %.0f GB/s (%.2f of copy)\n\n",
+               cub, gbps, gbps / copy_gbps);
+    }
+}
+#endif

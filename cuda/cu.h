@@ -1,0 +1,72 @@
+/* cu.h - the C surface of the CUDA backend (prefix cu_). Everything else in cuda/ is C++/CUDA
+ * and stays behind these functions and behind eng_cuda_backend (engine/backend.h).
+ *
+ * The engine picks the backend with cu_device_count(); tests and bench/gpu_bench drive single
+ * kernels through cu_qlin_* and the cu_bench_* probes. Every function reports CUDA failures as
+ * AWQ_EDEVICE (AWQ_ENOMEM for allocations) with the CUDA error name in err; none aborts.
+ *
+ * Thread safety: a cu_qlin is used by one thread at a time; cu_device_count may be called from
+ * any thread.
+ */
+#ifndef CU_H
+#define CU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "awq_err.h"
+#include "model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of usable CUDA devices; 0 when there is no driver, no device or any error. */
+int cu_device_count(void);
+
+/* Name and memory (free/total bytes) of device dev. name: name_len bytes; any out may be NULL. */
+AWQ_NODISCARD int cu_device_info(char *err, int dev, char *name, size_t name_len, size_t *free_b,
+                                 size_t *total_b);
+
+/* Which AWQ matmul kernel runs: AUTO picks GEMV (weights as the mma A operand; batch 1-8) up
+ * to 8 rows, SKINNY (tensor cores, split-K, weights streamed; small batches) up to
+ * CU_QMM_SKINNY_MAX rows and TILED (shared memory pipeline; prefill) above. GEMV and SKINNY
+ * also take more rows, in chunks of 8 / CU_QMM_SKINNY_MAX. */
+enum { CU_QMM_AUTO = 0, CU_QMM_SKINNY = 1, CU_QMM_TILED = 2, CU_QMM_GEMV = 3, CU_QMM_GEMV_NARROW = 4 };
+/* GEMV_NARROW: GEMV with half the columns per warp and twice the warps per SM (tuning). */
+#define CU_QMM_SKINNY_MAX 64
+
+/* One AWQ linear uploaded and repacked on a device (for tests and benches). */
+typedef struct cu_qlin cu_qlin;
+
+/* Upload l (borrowed; only read during the call) to device dev and repack it into the kernels'
+ * layout. Shapes the kernels cannot take are refused with AWQ_EINVAL naming the field: in must
+ * be a positive multiple of group, group 32, 64 or a multiple of 128, out a positive multiple of
+ * 8. On success the caller frees *out with cu_qlin_free. */
+AWQ_NODISCARD int cu_qlin_create(char *err, int dev, const eng_qlinear *l, cu_qlin **out)
+    AWQ_NONNULL(3, 4);
+void cu_qlin_free(cu_qlin *q);
+/* Device bytes held by the repacked weights. */
+size_t cu_qlin_bytes(const cu_qlin *q);
+
+/* y (m, out) = x (m, in) . W on the device: x is rounded to fp16 (as the forward pass feeds
+ * its activations), accumulation is fp32. kernel: CU_QMM_*. Both arrays borrowed. */
+AWQ_NODISCARD int cu_qlin_matmul(char *err, cu_qlin *q, const float *x, int m, float *y, int kernel)
+    AWQ_NONNULL(2, 3, 5);
+
+/* ---- probes for bench/gpu_bench (median of reps, device events) ---- */
+/* Device-to-device copy of bytes; *gbps counts bytes read plus bytes written. */
+AWQ_NODISCARD int cu_bench_copy(char *err, int dev, size_t bytes, int reps, double *gbps);
+/* One AWQ matmul of shape (m, in) x (in, out), random weights, rotating over enough copies that
+ * nothing stays in L2. *us: median time per call; *bytes: weight+scale bytes one call streams. */
+AWQ_NODISCARD int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int reps,
+                               double *us, double *bytes);
+/* cuBLAS fp16 GEMM (cublasGemmEx, fp32 accumulate) of (m, k) x (k, n), rotating copies of the
+ * weight matrix: the dense reference the AWQ kernels are compared to. */
+AWQ_NODISCARD int cu_bench_cublas(char *err, int dev, int m, int n, int k, int reps, double *us);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

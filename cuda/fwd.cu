@@ -1,0 +1,264 @@
+/* fwd.cu - the forward pass of the CUDA backend.
+ *
+ * A batch runs in chunks of at most CU_MAX_TOK tokens in sequence order (like the CPU
+ * backend), each chunk through every layer:
+ *   x = embed[tok]; per layer: xn = rmsnorm(x); qkv = xn.Wqkv; rope(q, k) + KV write;
+ *   att = attention(q, cache); x += att.Wo; xn = rmsnorm(x); gu = xn.Wgate|up;
+ *   h = silu(g) * u; x += h.Wdown
+ * then the last token of each sequence is normed into lastn and, when asked, the fp16 lm_head
+ * (cuBLAS) gives logits and kernel_argmax the greedy id, so only n_seq ints cross to the host
+ * unless the caller wants the full logits.
+ *
+ * Chunks of at most CU_QMM_SKINNY_MAX tokens (decode, small batches) use the gemv/skinny
+ * kernels with the RMSNorms and the SwiGLU fused into their input loads (no xn/h buffers, no
+ * memsets: see cua_rope_kv); larger chunks run the tiled kernel with separate norm kernels.
+ *
+ * Decode steps (every sequence feeds one token) replay a CUDA graph captured once per (batch
+ * size, attention splits): tokens, slots and positions live in device memory (d_meta, d_bt)
+ * that the graph reads, so one capture serves every step of that shape.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.cuh"
+#include "state.cuh"
+
+#define META_TOK 0
+#define META_SLOT 1
+#define META_POS 2
+#define META_LAST 3
+
+static int meta_off(int which) { return which * CU_MAX_TOK; }
+
+/* ------------------------------------------------------------------ one chunk ---- */
+static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, int splits) {
+    const int *tok = s->d_meta + meta_off(META_TOK), *tslot = s->d_meta + meta_off(META_SLOT);
+    const int *tpos = s->d_meta + meta_off(META_POS), *lastrows = s->d_meta + meta_off(META_LAST);
+    const int qkvd = s->qd + 2 * s->kvd;
+    int rc;
+    if ((rc = cuo_embed(err, s->embed, tok, T, s->H, s->x, s->st))) return rc;
+    for (int li = 0; li < s->L; li++) {
+        const cu_layer *d = &s->layers[li];
+        cu_kv kv = {s->kpool, s->vpool, s->d_bt, s->maxb, s->nblocks, s->kv_heads, s->hd, li};
+        if (T <= CU_QMM_SKINNY_MAX) {
+            /* decode: the norms and SwiGLU are fused into the matmuls' input loads, and the
+             * split-K outputs start from the zeros cua_rope_kv leaves (no memsets) */
+            const int dk = T <= 8 ? CU_QMM_GEMV : CU_QMM_SKINNY;
+            cuq_in in;
+            memset(&in, 0, sizeof in);
+            in.mode = CUQ_IN_RMSNORM;
+            in.xf = s->x;
+            in.ldxf = s->H;
+            in.norm = d->attn_norm;
+            in.eps = s->eps;
+            if ((rc = cuq_matmul_ex(err, &d->qkv, &in, T, s->qkv, qkvd, CUQ_OUT_STORE_ZEROED, dk,
+                                    s->st)) ||
+                (rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, &kv, s->q, s->gu, 2 * s->I,
+                                  s->st)) ||
+                (rc = cua_attention(err, s->q, T, s->heads, tslot, tpos, &kv, s->window, splits, s->part, s->att,
+                                    s->st)) ||
+                (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, dk, s->st)))
+                return rc;
+            in.norm = d->ffn_norm;
+            if ((rc = cuq_matmul_ex(err, &d->gu, &in, T, s->gu, 2 * s->I, CUQ_OUT_STORE_ZEROED, dk,
+                                    s->st)))
+                return rc;
+            in.mode = CUQ_IN_SWIGLU;
+            in.xf = s->gu;
+            in.ldxf = 2 * s->I;
+            in.up_off = s->I;
+            in.norm = NULL;
+            if ((rc = cuq_matmul_ex(err, &d->down, &in, T, s->x, s->H, CUQ_OUT_ADD, dk, s->st)))
+                return rc;
+            continue;
+        }
+        if ((rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->attn_norm, s->eps, s->xn, s->st)) ||
+            (rc = cuq_matmul(err, &d->qkv, s->xn, s->H, T, s->qkv, qkvd, false, CU_QMM_TILED, s->st)) ||
+            (rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, &kv, s->q, NULL, 0, s->st)) ||
+            (rc = cua_attention(err, s->q, T, s->heads, tslot, tpos, &kv, s->window, splits, s->part, s->att,
+                                s->st)) ||
+            (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, CU_QMM_TILED, s->st)) ||
+            (rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->ffn_norm, s->eps, s->xn, s->st)) ||
+            (rc = cuq_matmul(err, &d->gu, s->xn, s->H, T, s->gu, 2 * s->I, false, CU_QMM_TILED, s->st)) ||
+            (rc = cuo_swiglu(err, s->gu, T, s->I, s->hmid, s->st)) ||
+            (rc = cuq_matmul(err, &d->down, s->hmid, s->I, T, s->x, s->H, true, CU_QMM_TILED, s->st)))
+            return rc;
+    }
+    if (nlast > 0)
+        return cuo_rmsnorm(err, s->x, lastrows, nlast, s->H, s->norm, s->eps, s->lastn + (size_t)seq_first * s->H,
+                           s->st);
+    return 0;
+}
+
+/* logits (n, V) fp32 = lastn (n, H) fp16 . lm_head^T, then argmax. */
+static int run_head(char *err, cu_state *s, int n) {
+    const float one = 1.0f, zero = 0.0f;
+    /* column-major view: logits^T (V, n) = lm_head^T... lm_head is (V, H) row-major = (H, V) col-major */
+    cublasStatus_t cs = cublasGemmEx(s->cb, CUBLAS_OP_T, CUBLAS_OP_N, s->V, n, s->H, &one, s->lm_head, CUDA_R_16F,
+                                     s->H, s->lastn, CUDA_R_16F, s->H, &zero, s->logits, CUDA_R_32F, s->V,
+                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (cs != CUBLAS_STATUS_SUCCESS)
+        return awq_seterr(err, AWQ_EDEVICE, "cuda: lm_head cublasGemmEx: %s", cublasGetStatusName(cs));
+    return cuo_argmax(err, s->logits, n, s->V, s->d_am, s->st);
+}
+
+/* Attention splits for a chunk: enough (token, KV head, split) blocks to cover every SM twice,
+ * no split shorter than 128 positions, and within the partials buffer. */
+static int pick_splits(const cu_state *s, int T, int maxlen) {
+    if (T * s->kv_heads >= 2 * s->sms) return 1;
+    int sp = (2 * s->sms + T * s->kv_heads - 1) / (T * s->kv_heads);
+    int bylen = (maxlen + 127) / 128;
+    if (sp > bylen) sp = bylen;
+    if (sp < 1) sp = 1;
+    while (sp > 1 && T * sp > s->part_rows) sp--;
+    return sp;
+}
+
+/* ------------------------------------------------------------------ graphs ---- */
+void cu_graphs_clear(cu_state *s) {
+    for (int i = 0; i < CU_GRAPHS; i++)
+        if (s->graphs[i].T) {
+            cudaGraphExecDestroy(s->graphs[i].exec);
+            s->graphs[i].T = 0;
+        }
+}
+
+/* The decode step for (T, splits) as a graph, captured on first use. */
+static int decode_graph(char *err, cu_state *s, int T, int splits, cudaGraphExec_t *out) {
+    cu_graph *slot = &s->graphs[0];
+    for (int i = 0; i < CU_GRAPHS; i++) {
+        cu_graph *g = &s->graphs[i];
+        if (g->T == T && g->splits == splits) {
+            g->used = ++s->graph_clock;
+            *out = g->exec;
+            return 0;
+        }
+        if (!g->T || (slot->T && g->used < slot->used)) slot = g;
+    }
+    if (slot->T) {
+        cudaGraphExecDestroy(slot->exec);
+        slot->T = 0;
+    }
+    cudaGraph_t graph = NULL;
+    CU_RET(err, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeRelaxed));
+    int rc = run_chunk(err, s, T, T, 0, splits);
+    if (!rc) rc = run_head(err, s, T);
+    cudaError_t e = cudaStreamEndCapture(s->st, &graph);
+    if (rc) {
+        if (graph) cudaGraphDestroy(graph);
+        return rc;
+    }
+    if (e != cudaSuccess) return awq_seterr(err, AWQ_EDEVICE, "cuda: graph capture: %s", cudaGetErrorName(e));
+    e = cudaGraphInstantiate(&slot->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return awq_seterr(err, AWQ_EDEVICE, "cuda: graph instantiate: %s", cudaGetErrorName(e));
+    slot->T = T;
+    slot->splits = splits;
+    slot->used = ++s->graph_clock;
+    *out = slot->exec;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ forward ---- */
+static int validate(char *err, const cu_state *s, const eng_batch *b) {
+    if (b->n_seq <= 0 || b->n_seq > s->max_seqs)
+        return awq_seterr(err, AWQ_EINVAL, "batch of %d sequences; this backend holds 1..%d", b->n_seq, s->max_seqs);
+    size_t total = 0;
+    for (int i = 0; i < b->n_seq; i++) {
+        int sl = b->slot[i];
+        if (sl < 0 || sl >= s->max_seqs || !s->slots[sl].used)
+            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: slot %d is not allocated", i, sl);
+        for (int j = 0; j < i; j++)
+            if (b->slot[j] == sl) return awq_seterr(err, AWQ_EINVAL, "batch entries %d and %d share slot %d", j, i, sl);
+        if (b->n_tokens[i] < 1 || b->pos[i] < 0)
+            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: %d tokens at position %d", i, b->n_tokens[i], b->pos[i]);
+        if ((long long)b->pos[i] + b->n_tokens[i] > s->max_ctx)
+            return awq_seterr(err, AWQ_ECONTEXT, "batch entry %d: positions %d..%d exceed the context of %d tokens", i,
+                              b->pos[i], b->pos[i] + b->n_tokens[i] - 1, s->max_ctx);
+        total += (size_t)b->n_tokens[i];
+    }
+    for (size_t i = 0; i < total; i++)
+        if (b->tokens[i] < 0 || b->tokens[i] >= s->V)
+            return awq_seterr(err, AWQ_ERANGE, "token %zu of the batch: id %d outside the vocabulary of %d", i,
+                              (int)b->tokens[i], s->V);
+    return 0;
+}
+
+/* Give every sequence the KV blocks its new positions need and upload the new table entries. */
+static int grow_blocks(char *err, cu_state *s, const eng_batch *b) {
+    for (int i = 0; i < b->n_seq; i++) {
+        cu_slot *sl = &s->slots[b->slot[i]];
+        int need = (b->pos[i] + b->n_tokens[i] + CU_KV_BS - 1) / CU_KV_BS, had = sl->nblk;
+        if (need <= had) continue;
+        if (need - had > s->nfree)
+            return awq_seterr(err, AWQ_EBUSY, "cuda: KV cache full: entry %d needs %d more blocks of %d positions, "
+                              "%d of %d free", i, need - had, CU_KV_BS, s->nfree, s->nblocks);
+        while (sl->nblk < need) sl->blocks[sl->nblk++] = s->free_blk[--s->nfree];
+        CU_RET(err, cudaMemcpyAsync(s->d_bt + (size_t)b->slot[i] * s->maxb + had, sl->blocks + had,
+                                    (size_t)(need - had) * sizeof(int), cudaMemcpyHostToDevice, s->st));
+    }
+    return 0;
+}
+
+int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
+    int rc = validate(err, s, b);
+    if (rc) return rc;
+    if ((rc = grow_blocks(err, s, b))) return rc;
+    const bool head = b->logits || b->argmax;
+    bool decode = true;
+    for (int i = 0; i < b->n_seq; i++)
+        if (b->n_tokens[i] != 1) decode = false;
+    int *h_tok = s->h_meta + meta_off(META_TOK), *h_slot = s->h_meta + meta_off(META_SLOT);
+    int *h_pos = s->h_meta + meta_off(META_POS), *h_last = s->h_meta + meta_off(META_LAST);
+
+    if (decode && head && s->use_graphs && b->n_seq <= CU_MAX_TOK) {
+        const int T = b->n_seq;
+        int maxlen = 1;
+        for (int i = 0; i < T; i++) {
+            h_tok[i] = b->tokens[i];
+            h_slot[i] = b->slot[i];
+            h_pos[i] = b->pos[i];
+            h_last[i] = i;
+            int lo = (s->window > 0 && b->pos[i] - s->window + 1 > 0) ? b->pos[i] - s->window + 1 : 0;
+            if (b->pos[i] - lo + 1 > maxlen) maxlen = b->pos[i] - lo + 1;
+        }
+        cudaGraphExec_t g = NULL;
+        if ((rc = decode_graph(err, s, T, pick_splits(s, T, maxlen), &g))) return rc;
+        CU_RET(err, cudaMemcpyAsync(s->d_meta, s->h_meta, 4 * CU_MAX_TOK * sizeof(int), cudaMemcpyHostToDevice, s->st));
+        CU_RET(err, cudaGraphLaunch(g, s->st));
+    } else {
+        int seq = 0, off = 0, ti = 0;
+        while (seq < b->n_seq) {
+            if (ti > 0) CU_RET(err, cudaStreamSynchronize(s->st)); /* h_meta is reused */
+            int T = 0, nlast = 0, seq_first = -1, maxlen = 1;
+            while (T < CU_MAX_TOK && seq < b->n_seq) {
+                h_tok[T] = b->tokens[ti++];
+                h_slot[T] = b->slot[seq];
+                h_pos[T] = b->pos[seq] + off;
+                int lo = (s->window > 0 && h_pos[T] - s->window + 1 > 0) ? h_pos[T] - s->window + 1 : 0;
+                if (h_pos[T] - lo + 1 > maxlen) maxlen = h_pos[T] - lo + 1;
+                T++;
+                if (++off == b->n_tokens[seq]) {
+                    if (seq_first < 0) seq_first = seq;
+                    h_last[nlast++] = T - 1;
+                    seq++;
+                    off = 0;
+                }
+            }
+            CU_RET(err, cudaMemcpyAsync(s->d_meta, s->h_meta, 4 * CU_MAX_TOK * sizeof(int), cudaMemcpyHostToDevice,
+                                        s->st));
+            if ((rc = run_chunk(err, s, T, nlast, seq_first < 0 ? 0 : seq_first, pick_splits(s, T, maxlen))))
+                return rc;
+        }
+        if (head && (rc = run_head(err, s, b->n_seq))) return rc;
+    }
+    if (b->argmax)
+        CU_RET(err, cudaMemcpyAsync(s->h_am, s->d_am, (size_t)b->n_seq * sizeof(int), cudaMemcpyDeviceToHost, s->st));
+    if (b->logits)
+        CU_RET(err, cudaMemcpyAsync(b->logits, s->logits, (size_t)b->n_seq * s->V * sizeof(float),
+                                    cudaMemcpyDeviceToHost, s->st));
+    CU_RET(err, cudaStreamSynchronize(s->st));
+    CU_RET(err, cudaGetLastError());
+    if (b->argmax) memcpy(b->argmax, s->h_am, (size_t)b->n_seq * sizeof(int));
+    return 0;
+}

@@ -1,0 +1,82 @@
+/* internal.cuh - what the .cu files of cuda/ share: the repacked weight layout and the
+ * launchers of each kernel family. Nothing here crosses into C.
+ */
+#ifndef CU_INTERNAL_CUH
+#define CU_INTERNAL_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "model.h"
+}
+
+/* ------------------------------------------------------------------ AWQ weights ---- */
+/* A linear repacked for the tensor-core kernels (one or several AWQ linears with the same in
+ * and group, concatenated along out: fused QKV and gate|up).
+ *
+ * w: (out/8 tiles, kp/128 blocks, 32 lanes) uint4. One 512-byte chunk is exactly the B
+ *    fragments one warp needs for an n8 x k128 slab of m16n8k16 mma: lane l (n = 8 t + l/4,
+ *    q = l%4) holds in word e (k32 sub-block) the pairs k = 2q, 8+2q, 16+2q, 24+2q (+1) in
+ *    nibbles (j, j+4), so one 16-byte coalesced load feeds eight mma steps and a shift plus a
+ *    lop3 per pair gives fp16 (see cu_dq4 in qmm.cu).
+ *    Pair j of a word is k16 step j & 1, fragment half j >> 1, so one mask extracts the two
+ *    pairs of a step without a shift (cu_dq4).
+ * sz: (out/8 tiles, gp groups, CU_SZ_WORDS) words: 8 half2 {1024 + zero, -(64 + zero)} (the
+ *    exact fp16 offsets cu_dq4 subtracts) then 8 fp16 scales. Padding (k >= in) has scale 0,
+ *    so padded weights are exactly 0. */
+#define CU_SZ_WORDS 12
+typedef struct cu_qw {
+    int in, out, group;
+    int kp;        /* in rounded up to 128 */
+    int gp;        /* groups covering kp */
+    uint4 *w;      /* device, see above */
+    void *sz;      /* device, CU_SZ_WORDS uint32 per (tile, group) */
+    size_t bytes;  /* device bytes of w + sz */
+} cu_qw;
+
+/* Shape check shared by every upload path: AWQ_EINVAL with the field named. */
+int cuq_check(char *err, const char *what, const eng_qlinear *l);
+
+/* Allocate dst for n linears (all with the same in and group) concatenated along out. */
+int cuq_alloc(char *err, const char *what, const eng_qlinear *const *ls, int n, cu_qw *dst);
+void cuq_release(cu_qw *q);
+
+/* Repack linear l into rows [tile_off*8, tile_off*8 + l->out) of dst. The raw tensors are
+ * copied through stage (device scratch of stage_len bytes, at least cuq_stage_bytes(l)) on
+ * stream st; the call returns once the copies are issued and the repack launched. */
+size_t cuq_stage_bytes(const eng_qlinear *l);
+int cuq_upload(char *err, const eng_qlinear *l, cu_qw *dst, int tile_off, void *stage,
+               size_t stage_len, cudaStream_t st);
+
+/* y (m, out) fp32 (row stride ldy) = or += x (m, in) fp16 (row stride ldx, a multiple of 8)
+ * . W. accumulate: add into y (residual). kernel: CU_QMM_*. */
+int cuq_matmul(char *err, const cu_qw *w, const half *x, int ldx, int m, float *y, int ldy,
+               bool accumulate, int kernel, cudaStream_t st);
+
+/* Where a matmul's input comes from (the skinny kernel fuses the step before it):
+ *  F16: x (m, ldx) fp16 as stored;
+ *  RMSNORM: rmsnorm(xf row) * norm, xf (m, ldxf) fp32 (the residual stream);
+ *  SWIGLU: silu(xf[:, k]) * xf[:, up_off + k] (the gate|up output). */
+enum { CUQ_IN_F16 = 0, CUQ_IN_RMSNORM = 1, CUQ_IN_SWIGLU = 2 };
+typedef struct cuq_in {
+    int mode;
+    const half *x;
+    int ldx;
+    const float *xf;
+    int ldxf, up_off;
+    const half *norm;
+    float eps;
+} cuq_in;
+/* Output: STORE overwrites y; ADD adds into it; STORE_ZEROED overwrites a y the caller
+ * guarantees is all zeros (split-K then skips its memset). */
+enum { CUQ_OUT_STORE = 0, CUQ_OUT_ADD = 1, CUQ_OUT_STORE_ZEROED = 2 };
+int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode,
+                  int kernel, cudaStream_t st);
+
+/* SM count of the current device (cached by cuq_matmul's callers). */
+int cuq_num_sms(void);
+
+#endif

@@ -1,0 +1,42 @@
+/* ops.cuh - launchers of the small elementwise/row kernels (ops.cu) and of attention (attn.cu)
+ * used by the forward pass. Each returns 0 or AWQ_EDEVICE with the launch error. */
+#ifndef CU_OPS_CUH
+#define CU_OPS_CUH
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+/* x (T, H) fp32 = embed[tokens[t]] (fp16 (V, H)). */
+int cuo_embed(char *err, const half *embed, const int *tokens, int T, int H, float *x, cudaStream_t st);
+/* out (rows, H) fp16 = rmsnorm(x[rows[i]] (or row i when rows is NULL)) * w. */
+int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const half *w, float eps,
+                half *out, cudaStream_t st);
+/* h (T, I) fp16 = silu(gu[:, :I]) * gu[:, I:], gu (T, 2I) fp32. */
+int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t st);
+/* out[i] = argmax of logits row i (V floats); ties go to the lowest id (as the CPU). */
+int cuo_argmax(char *err, const float *logits, int n, int V, int *out, cudaStream_t st);
+
+/* The paged KV cache one layer sees. K and V: (layers, nblocks, kv_heads, CU_KV_BS, head_dim)
+ * fp16; a sequence's position p lives in block bt[slot * maxb + p / CU_KV_BS], row p % BS. */
+#define CU_KV_BS 16
+typedef struct cu_kv {
+    half *k, *v;
+    const int *bt; /* (max_seqs, maxb) device */
+    int maxb, nblocks, kv_heads, head_dim, layer;
+} cu_kv;
+
+/* Rotate q and k of each token (rotate_half, table rope (max_ctx, hd/2) {cos, sin}), write q
+ * (T, heads*hd) fp32 and k, v (fp16) into the cache at (tslot[t], tpos[t]). qkv: (T, qd + 2 kvd),
+ * left all zeros once read, and rows [0, T) of clear (row length clear_len; NULL: none) are
+ * zeroed too: the split-K matmuls that write them next add into zeros without a memset. */
+int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, const int *tslot,
+                const int *tpos, const cu_kv *kv, float *q, float *clear, int clear_len, cudaStream_t st);
+/* Causal attention of each token over its sequence's cache, positions [lo, tpos[t]] with lo from
+ * the sliding window (0 = none); splits > 1 cuts each range into that many pieces (flash-
+ * decoding) combined through part (T, heads, splits, hd + 2) floats. out (T, heads*hd) fp16. */
+int cua_attention(char *err, const float *q, int T, int heads, const int *tslot, const int *tpos,
+                  const cu_kv *kv, int window, int splits, float *part, half *out, cudaStream_t st);
+/* Head sizes the attention kernels are built for. */
+bool cua_head_dim_ok(int hd);
+
+#endif

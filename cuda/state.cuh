@@ -1,0 +1,89 @@
+/* state.cuh - the CUDA backend's state, shared by backend.cu (create, slots, upload) and
+ * fwd.cu (the forward pass). */
+#ifndef CU_STATE_CUH
+#define CU_STATE_CUH
+
+#include <cublas_v2.h>
+
+#include "internal.cuh"
+#include "ops.cuh"
+
+extern "C" {
+#include "backend.h"
+#include "cu.h"
+}
+
+/* Tokens per forward chunk: bounds the activation buffers (about 210 KB per token for 7B);
+ * 2048 lets a 2k-token prefill run as one pass. */
+#define CU_MAX_TOK 2048
+/* Decode graphs kept (one per batch size and attention split count). */
+#define CU_GRAPHS 16
+
+typedef struct cu_layer {
+    half *attn_norm, *ffn_norm; /* (hidden) */
+    cu_qw qkv;                  /* q|k|v fused: (hidden) -> (qd + 2 kvd) */
+    cu_qw o;                    /* (qd) -> (hidden) */
+    cu_qw gu;                   /* gate|up fused: (hidden) -> (2 intermediate) */
+    cu_qw down;                 /* (intermediate) -> (hidden) */
+} cu_layer;
+
+typedef struct cu_slot {
+    bool used;
+    int nblk;    /* blocks held */
+    int *blocks; /* (maxb) host mirror of this slot's row of the block table */
+} cu_slot;
+
+typedef struct cu_graph {
+    int T, splits; /* key; T == 0: empty */
+    cudaGraphExec_t exec;
+    unsigned long long used; /* LRU stamp */
+} cu_graph;
+
+typedef struct cu_state {
+    const eng_model *m;
+    int dev, sms;
+    cudaStream_t st;
+    cublasHandle_t cb;
+    int H, I, V, L, heads, kv_heads, hd, qd, kvd, window;
+    float eps;
+    int max_ctx, max_seqs;
+    /* weights */
+    cu_layer *layers;      /* (L) */
+    half *embed, *norm;    /* (V, H), (H) */
+    half *lm_head;         /* (V, H); == embed when tied to the same tensor */
+    float2 *rope;          /* (max_ctx, hd/2) {cos, sin} */
+    size_t weight_bytes;
+    /* KV pool */
+    half *kpool, *vpool;   /* (L, nblocks, kv_heads, CU_KV_BS, hd) */
+    int nblocks, maxb;
+    int *free_blk, nfree;  /* host free list */
+    int *d_bt;             /* (max_seqs, maxb) device block table */
+    cu_slot *slots;        /* (max_seqs) */
+    size_t kv_bytes;
+    /* activations for CU_MAX_TOK tokens */
+    float *x;              /* (MT, H) residual stream */
+    half *xn;              /* (MT, H) normed: matmul input */
+    float *qkv;            /* (MT, qd + 2 kvd) */
+    float *q;              /* (MT, qd) roped */
+    half *att;             /* (MT, qd) */
+    float *gu;             /* (MT, 2 I) */
+    half *hmid;            /* (MT, I) */
+    float *part;           /* attention split partials */
+    int part_rows;         /* (tokens x splits) the partials hold */
+    half *lastn;           /* (max_seqs, H) */
+    float *logits;         /* (max_seqs, V) */
+    int *d_am;             /* (max_seqs) */
+    int *d_meta, *h_meta;  /* tokens | tslot | tpos | lastrows, (4, MT) ints; h_meta pinned */
+    int *h_am;             /* (max_seqs) pinned */
+    cu_graph graphs[CU_GRAPHS];
+    unsigned long long graph_clock;
+    bool use_graphs;
+    void *cb_ws;           /* cuBLAS workspace: fixed so graph capture never allocates */
+} cu_state;
+
+/* The forward pass (fwd.cu). */
+int cu_fwd(char *err, cu_state *s, const eng_batch *b);
+/* Drop every captured graph (slot layout or sizes changed). */
+void cu_graphs_clear(cu_state *s);
+
+#endif

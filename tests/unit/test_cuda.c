@@ -1,0 +1,597 @@
+/* test_cuda.c - the CUDA backend against the CPU reference.
+ *
+ * Covers: device discovery (skips cleanly without CUDA or without a device), shape checks of
+ * the AWQ upload (messages included), both AWQ matmul kernels (skinny and tiled) on random
+ * shapes including padded k and ragged n/m, compared with eng_qlinear_dequant_row in fp32, and
+ * the whole GPU forward against eng_cpu_backend on synthetic in-memory models and on small
+ * checkpoints written by awq-mkmodel and loaded from disk (logits within tolerance, greedy ids
+ * equal), plus slot, KV-pool, batch and option error paths.
+ */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#ifndef AWQ_HAVE_CUDA
+int main(void) {
+    CASE("cuda-0.1", "a build without CUDA skips every GPU case");
+    SKIP("built without CUDA");
+}
+#else
+
+#include "awq_util.h"
+#include "backend.h"
+#include "cu.h"
+#include "model.h"
+
+/* ------------------------------------------------------------------ helpers ---- */
+static uint32_t rng_state = 12345u;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() & 0xffffff) / 16777216.0f; }
+
+typedef struct rand_lin {
+    eng_qlinear l;
+    int32_t *qw, *qz;
+    uint16_t *sc;
+} rand_lin;
+
+static void rand_lin_make(rand_lin *r, int in, int out, int group) {
+    memset(r, 0, sizeof *r);
+    int ng = in / group > 0 ? in / group : 1;
+    size_t nqw = (size_t)in * (out / 8 > 0 ? out / 8 : 1), nqz = (size_t)ng * (out / 8 > 0 ? out / 8 : 1);
+    r->qw = malloc(nqw * 4);
+    r->qz = malloc(nqz * 4);
+    r->sc = malloc((size_t)ng * (out > 0 ? out : 1) * 2);
+    for (size_t i = 0; i < nqw; i++) r->qw[i] = (int32_t)rnd();
+    for (size_t i = 0; i < nqz; i++) r->qz[i] = (int32_t)rnd();
+    for (size_t i = 0; i < (size_t)ng * (out > 0 ? out : 1); i++) r->sc[i] = awq_f32_to_f16(rndf(0.001f, 0.03f));
+    r->l.in = in;
+    r->l.out = out;
+    r->l.group = group;
+    r->l.qweight = r->qw;
+    r->l.qzeros = r->qz;
+    r->l.scales = r->sc;
+}
+static void rand_lin_free(rand_lin *r) {
+    free(r->qw);
+    free(r->qz);
+    free(r->sc);
+}
+
+/* ||y - ref|| / ||ref|| with the reference from eng_qlinear_dequant_row on fp16-rounded x;
+ * returns a huge number if any output is not finite. */
+static double qmm_rel_err(const eng_qlinear *l, const float *x, int m, const float *y) {
+    float *row = malloc((size_t)l->out * sizeof(float));
+    double *ref = calloc((size_t)m * l->out, sizeof(double));
+    for (int k = 0; k < l->in; k++) {
+        eng_qlinear_dequant_row(l, k, row);
+        for (int r = 0; r < m; r++) {
+            double xv = awq_f16_to_f32(awq_f32_to_f16(x[(size_t)r * l->in + k]));
+            for (int n = 0; n < l->out; n++) ref[(size_t)r * l->out + n] += xv * row[n];
+        }
+    }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < (size_t)m * l->out; i++) {
+        if (!isfinite(y[i])) {
+            num = 1e30;
+            break;
+        }
+        num += (y[i] - ref[i]) * (y[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    free(row);
+    free(ref);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ------------------------------------------------------------------ cases ---- */
+static void test_shapes(void) {
+    char err[AWQ_ERR_LEN];
+    rand_lin r;
+    cu_qlin *q = NULL;
+
+    CASE("cuda-2.1", "out not a multiple of 8 is refused");
+    rand_lin_make(&r, 128, 12, 128);
+    CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "out 12 is not a multiple of 8");
+    CHECK(q == NULL);
+    rand_lin_free(&r);
+
+    CASE("cuda-2.2", "in not a multiple of group is refused");
+    rand_lin_make(&r, 200, 16, 128);
+    CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "in 200 is not a multiple of group 128");
+    rand_lin_free(&r);
+
+    CASE("cuda-2.3", "an unsupported group is refused");
+    rand_lin_make(&r, 96, 16, 48);
+    CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "group 48 unsupported");
+    rand_lin_free(&r);
+
+    CASE("cuda-2.4", "zero and negative sizes, missing tensors");
+    rand_lin_make(&r, 128, 8, 128);
+    r.l.out = 0;
+    CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "must be positive");
+    r.l.out = 8;
+    r.l.scales = NULL;
+    CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "missing qweight/qzeros/scales");
+    rand_lin_free(&r);
+
+    CASE("cuda-2.5", "matmul argument errors");
+    rand_lin_make(&r, 128, 8, 128);
+    CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), 0);
+    float x[128] = {0}, y[8];
+    CHECK_EQ(cu_qlin_matmul(err, q, x, 0, y, CU_QMM_AUTO), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "m 0 must be positive");
+    CHECK_EQ(cu_qlin_matmul(err, q, x, 1, y, 7), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "unknown kernel 7");
+    CHECK_EQ(cu_qlin_bytes(q), 512 + 48); /* one n8 x k128 chunk + one group of zeros/scales */
+    cu_qlin_free(q);
+    cu_qlin_free(NULL);
+    rand_lin_free(&r);
+}
+
+static void test_qmm(void) {
+    static const struct { int in, out, group; } shapes[] = {
+        {128, 8, 128},   {384, 24, 128},  {96, 16, 32},    {320, 40, 64},  {1024, 136, 128},
+        {2048, 520, 128}, {4096, 64, 128}, {256, 1032, 256}, {160, 8, 32},
+    };
+    static const int ms[] = {1, 2, 5, 8, 16, 17, 33, 70, 130};
+    char err[AWQ_ERR_LEN];
+    char id[32];
+    /* AWQ_TEST_QUICK (set under compute-sanitizer): the small shapes only */
+    size_t nshapes = h_env("AWQ_TEST_QUICK") ? 5 : sizeof shapes / sizeof shapes[0];
+    for (size_t s = 0; s < nshapes; s++) {
+        rand_lin r;
+        rand_lin_make(&r, shapes[s].in, shapes[s].out, shapes[s].group);
+        cu_qlin *q = NULL;
+        snprintf(id, sizeof id, "cuda-3.%zu", s + 1);
+        CASE(id, "AWQ matmul kernels match the dequantized fp32 reference");
+        int rc = cu_qlin_create(err, 0, &r.l, &q);
+        CHECK_EQ(rc, 0);
+        if (rc) {
+            fprintf(stderr, "  %s\n", err);
+            rand_lin_free(&r);
+            continue;
+        }
+        for (size_t mi = 0; mi < sizeof ms / sizeof ms[0]; mi++) {
+            int m = ms[mi];
+            float *x = malloc((size_t)m * r.l.in * sizeof(float));
+            float *y = malloc((size_t)m * r.l.out * sizeof(float));
+            for (size_t i = 0; i < (size_t)m * r.l.in; i++) x[i] = rndf(-2.0f, 2.0f);
+            for (int kern = CU_QMM_AUTO; kern <= CU_QMM_GEMV_NARROW; kern++) {
+                memset(y, 0, (size_t)m * r.l.out * sizeof(float));
+                rc = cu_qlin_matmul(err, q, x, m, y, kern);
+                CHECK_EQ(rc, 0);
+                if (rc) {
+                    fprintf(stderr, "  %s\n", err);
+                    continue;
+                }
+                double e = qmm_rel_err(&r.l, x, m, y);
+                if (e > 3e-3)
+                    fprintf(stderr, "  in %d out %d group %d m %d kernel %d: rel err %g\n", r.l.in,
+                            r.l.out, r.l.group, m, kern, e);
+                CHECK(e <= 3e-3);
+            }
+            free(x);
+            free(y);
+        }
+        cu_qlin_free(q);
+        rand_lin_free(&r);
+    }
+}
+
+
+/* ------------------------------------------------------------------ synthetic models ---- */
+/* A whole model in memory (the eng_model structs are public): random AWQ linears, norms near 1,
+ * small embeddings, so both backends run the same weights without touching the disk. */
+typedef struct synth {
+    eng_model m;
+    eng_layer *layers;
+    rand_lin *lins; /* (layers, 7) */
+    uint16_t *embed, *lm_head, *norms;
+} synth;
+
+static uint16_t *rand_f16(size_t n, float lo, float hi) {
+    uint16_t *p = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) p[i] = awq_f32_to_f16(rndf(lo, hi));
+    return p;
+}
+
+static void synth_make(synth *s, int hidden, int inter, int layers, int heads, int kv_heads, int vocab, int group,
+                       int window, bool tie) {
+    memset(s, 0, sizeof *s);
+    eng_config *c = &s->m.cfg;
+    strcpy(c->arch, "MistralForCausalLM");
+    strcpy(c->model_type, "mistral");
+    c->hidden = hidden;
+    c->intermediate = inter;
+    c->layers = layers;
+    c->heads = heads;
+    c->kv_heads = kv_heads;
+    c->head_dim = hidden / heads;
+    c->vocab = vocab;
+    c->max_pos = 4096;
+    c->sliding_window = window;
+    c->rope_theta = 10000.0f;
+    c->rms_eps = 1e-5f;
+    c->tie_embeddings = tie;
+    c->bits = 4;
+    c->group_size = group;
+    c->zero_point = true;
+    s->embed = rand_f16((size_t)vocab * hidden, -1.0f, 1.0f);
+    s->lm_head = tie ? s->embed : rand_f16((size_t)vocab * hidden, -0.1f, 0.1f);
+    s->norms = rand_f16((size_t)(2 * layers + 1) * hidden, 0.8f, 1.2f);
+    s->layers = calloc((size_t)layers, sizeof *s->layers);
+    s->lins = calloc((size_t)layers * 7, sizeof *s->lins);
+    const int qd = heads * c->head_dim, kvd = kv_heads * c->head_dim;
+    for (int i = 0; i < layers; i++) {
+        eng_layer *L = &s->layers[i];
+        rand_lin *r = &s->lins[i * 7];
+        rand_lin_make(&r[0], hidden, qd, group);
+        rand_lin_make(&r[1], hidden, kvd, group);
+        rand_lin_make(&r[2], hidden, kvd, group);
+        rand_lin_make(&r[3], qd, hidden, group);
+        rand_lin_make(&r[4], hidden, inter, group);
+        rand_lin_make(&r[5], hidden, inter, group);
+        rand_lin_make(&r[6], inter, hidden, group);
+        L->q = r[0].l;
+        L->k = r[1].l;
+        L->v = r[2].l;
+        L->o = r[3].l;
+        L->gate = r[4].l;
+        L->up = r[5].l;
+        L->down = r[6].l;
+        L->attn_norm = s->norms + (size_t)(2 * i) * hidden;
+        L->ffn_norm = s->norms + (size_t)(2 * i + 1) * hidden;
+    }
+    s->m.embed = s->embed;
+    s->m.lm_head = s->lm_head;
+    s->m.norm = s->norms + (size_t)2 * layers * hidden;
+    s->m.layers = s->layers;
+}
+
+static void synth_free(synth *s) {
+    for (int i = 0; i < s->m.cfg.layers * 7; i++) rand_lin_free(&s->lins[i]);
+    free(s->lins);
+    free(s->layers);
+    if (s->lm_head != s->embed) free(s->lm_head);
+    free(s->embed);
+    free(s->norms);
+}
+
+/* ------------------------------------------------------------------ forward vs CPU ---- */
+typedef struct be {
+    const eng_backend_ops *ops;
+    void *st;
+} be;
+
+static int be_open(be *b, const eng_backend_ops *ops, const eng_model *m, int max_ctx, int max_seqs, size_t kv) {
+    char err[AWQ_ERR_LEN];
+    eng_backend_opts o = {.threads = 2, .max_ctx = max_ctx, .max_seqs = max_seqs, .kv_budget = kv, .device = 0};
+    b->ops = ops;
+    b->st = NULL;
+    int rc = ops->create(err, m, &o, &b->st);
+    if (rc) fprintf(stderr, "  %s create: %s\n", ops->name, err);
+    return rc;
+}
+
+/* ||a - b|| / ||b|| over n floats; huge when a has a non-finite value. */
+static double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return 1e30;
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* The gap between the best and second-best logit over the row's RMS: greedy ids may differ
+ * only when it is tiny. */
+static float top2_gap(const float *l, int V) {
+    float a = -INFINITY, b2 = -INFINITY;
+    double ss = 0;
+    for (int i = 0; i < V; i++) ss += (double)l[i] * l[i];
+    float rms = (float)sqrt(ss / V) + 1e-30f;
+    for (int i = 0; i < V; i++) {
+        if (l[i] > a) {
+            b2 = a;
+            a = l[i];
+        } else if (l[i] > b2)
+            b2 = l[i];
+    }
+    return (a - b2) / rms;
+}
+
+#define FWD_TOL 2e-2   /* fp16 activations and KV against the CPU's fp32: measured ~3e-3 */
+#define GAP_TOL 2e-2f  /* top-2 logit margin (in row RMS) below which greedy ids may differ */
+
+/* Run the same batches through both backends: nseq sequences with prompt lengths plen[],
+ * then `steps` greedy decode steps of all of them together. Checks logits and ids. */
+static void fwd_compare(const char *id, const char *what, const eng_model *m, int nseq, const int *plen, int steps,
+                        bool chunked_prompt) {
+    CASE(id, what);
+    char err[AWQ_ERR_LEN];
+    const int V = m->cfg.vocab;
+    be cpu, gpu;
+    int max_ctx = 0;
+    for (int i = 0; i < nseq; i++)
+        if (plen[i] + steps + 1 > max_ctx) max_ctx = plen[i] + steps + 1;
+    if (be_open(&cpu, &eng_cpu_backend, m, max_ctx, nseq, 0) || be_open(&gpu, &eng_cuda_backend, m, max_ctx, nseq, 0)) {
+        CHECK(0);
+        return;
+    }
+    int slc[8], slg[8], pos[8], nt[8];
+    int32_t amc[8], amg[8];
+    for (int i = 0; i < nseq; i++) {
+        CHECK_EQ(cpu.ops->slot_alloc(err, cpu.st, &slc[i]), 0);
+        CHECK_EQ(gpu.ops->slot_alloc(err, gpu.st, &slg[i]), 0);
+    }
+    int total = 0;
+    for (int i = 0; i < nseq; i++) total += plen[i];
+    int32_t *toks = malloc((size_t)total * sizeof(int32_t));
+    for (int i = 0; i < total; i++) toks[i] = (int32_t)(rnd() % (uint32_t)V);
+    float *lc = malloc((size_t)nseq * V * sizeof(float)), *lg = malloc((size_t)nseq * V * sizeof(float));
+    double worst = 0;
+    int id_mismatch = 0;
+    if (chunked_prompt) {
+        /* the prompt in two pieces: the second sees the first's KV from an earlier call */
+        int off = 0;
+        for (int i = 0; i < nseq; i++) {
+            int a = plen[i] / 2, bq = plen[i] - a;
+            int p0 = 0;
+            eng_batch b1 = {1, &slc[i], &p0, &a, toks + off, NULL, NULL};
+            CHECK_EQ(cpu.ops->forward(err, cpu.st, &b1), 0);
+            b1.slot = &slg[i];
+            CHECK_EQ(gpu.ops->forward(err, gpu.st, &b1), 0);
+            eng_batch b2 = {1, &slc[i], &a, &bq, toks + off + a, lc + (size_t)i * V, NULL};
+            CHECK_EQ(cpu.ops->forward(err, cpu.st, &b2), 0);
+            b2.slot = &slg[i];
+            b2.logits = lg + (size_t)i * V;
+            CHECK_EQ(gpu.ops->forward(err, gpu.st, &b2), 0);
+            off += plen[i];
+        }
+    } else {
+        for (int i = 0; i < nseq; i++) {
+            pos[i] = 0;
+            nt[i] = plen[i];
+        }
+        eng_batch bc = {nseq, slc, pos, nt, toks, lc, amc};
+        eng_batch bg = {nseq, slg, pos, nt, toks, lg, amg};
+        CHECK_EQ(cpu.ops->forward(err, cpu.st, &bc), 0);
+        int rc = gpu.ops->forward(err, gpu.st, &bg);
+        CHECK_EQ(rc, 0);
+        if (rc) fprintf(stderr, "  gpu forward: %s\n", err);
+    }
+    double e = rel_err(lg, lc, (size_t)nseq * V);
+    if (e > worst) worst = e;
+    for (int i = 0; i < nseq; i++) {
+        int a = 0, g = 0;
+        for (int v = 1; v < V; v++) {
+            if (lc[(size_t)i * V + v] > lc[(size_t)i * V + a]) a = v;
+            if (lg[(size_t)i * V + v] > lg[(size_t)i * V + g]) g = v;
+        }
+        amc[i] = a;
+        amg[i] = g;
+        if (a != g && top2_gap(lc + (size_t)i * V, V) > GAP_TOL) id_mismatch++;
+    }
+    /* greedy decode: the CPU follows its own ids, the GPU is fed the same ids so the two stay
+     * comparable; the GPU returns only argmax (no logits) on every other step */
+    for (int s = 0; s < steps; s++) {
+        int32_t next[8];
+        for (int i = 0; i < nseq; i++) {
+            pos[i] = plen[i] + s;
+            nt[i] = 1;
+            next[i] = amc[i];
+        }
+        eng_batch bc = {nseq, slc, pos, nt, next, lc, amc};
+        eng_batch bg = {nseq, slg, pos, nt, next, (s & 1) ? NULL : lg, amg};
+        CHECK_EQ(cpu.ops->forward(err, cpu.st, &bc), 0);
+        int rc = gpu.ops->forward(err, gpu.st, &bg);
+        CHECK_EQ(rc, 0);
+        if (rc) {
+            fprintf(stderr, "  gpu decode: %s\n", err);
+            break;
+        }
+        if (!(s & 1)) {
+            e = rel_err(lg, lc, (size_t)nseq * V);
+            if (e > worst) worst = e;
+        }
+        for (int i = 0; i < nseq; i++)
+            if (amc[i] != amg[i] && top2_gap(lc + (size_t)i * V, V) > GAP_TOL) id_mismatch++;
+    }
+    fprintf(stderr, "  worst logits rel err %.2e, id mismatches beyond a %.0e margin: %d\n", worst, GAP_TOL,
+            id_mismatch);
+    CHECK(worst <= FWD_TOL);
+    CHECK_EQ(id_mismatch, 0);
+    size_t wb = 0, kb = 0;
+    gpu.ops->memory(gpu.st, &wb, &kb);
+    CHECK(wb > 0 && kb > 0);
+    free(toks);
+    free(lc);
+    free(lg);
+    cpu.ops->destroy(cpu.st);
+    gpu.ops->destroy(gpu.st);
+}
+
+static void test_forward(void) {
+    synth a, b, c;
+    synth_make(&a, 256, 512, 2, 4, 2, 1000, 128, 0, false);  /* hd 64, GQA 2 */
+    int p1[1] = {37};
+    fwd_compare("cuda-4.1", "one sequence: prefill logits and greedy decode match the CPU", &a.m, 1, p1, 12, false);
+    int p3[3] = {5, 70, 19};
+    fwd_compare("cuda-4.2", "three sequences of different lengths batched together", &a.m, 3, p3, 6, false);
+    fwd_compare("cuda-4.3", "a prompt fed in two calls reuses the cached KV", &a.m, 2, p3, 3, true);
+    synth_make(&b, 512, 1024, 2, 4, 1, 515 * 8, 64, 8, true); /* hd 128, GQA 4, window 8, tied */
+    int p2[2] = {30, 3};
+    fwd_compare("cuda-4.4", "sliding window, tied embeddings, group 64, hd 128", &b.m, 2, p2, 20, false);
+    synth_make(&c, 64, 128, 2, 4, 2, 300, 32, 0, false); /* hd 16 (awq-mkmodel's tiny preset) */
+    int p4[2] = {300 / 7, 9};
+    fwd_compare("cuda-4.5", "head_dim 16, group 32", &c.m, 2, p4, 5, false);
+    synth_free(&a);
+    synth_free(&b);
+    synth_free(&c);
+}
+
+/* A checkpoint written by awq-mkmodel and loaded by eng_model_load (the real file path: shards,
+ * index, config), GPU against CPU. Needs the built tool and the fetched tokenizer. */
+static void test_mkmodel(void) {
+    static const struct { const char *id, *preset; } ms[] = {{"cuda-6.1", "demo"}, {"cuda-6.2", "tiny"}};
+    const char *bin = h_env("AWQ_BIN"), *tok = h_env("AWQ_TOKENIZER");
+    char dir[] = "/tmp/awq-test-cuda-XXXXXX", cmd[3 * 4096], path[4200], err[AWQ_ERR_LEN];
+    FILE *f = tok ? fopen(tok, "rb") : NULL;
+    if (f) fclose(f);
+    if (!bin || !f || !mkdtemp(dir)) {
+        CASE("cuda-6.0", "awq-mkmodel checkpoints (skipped: no AWQ_BIN, tokenizer or temp dir)");
+        return;
+    }
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, ms[i].preset);
+        snprintf(cmd, sizeof cmd, "'%s/awq-mkmodel' -o '%s' --tokenizer '%s' --preset %s --seed 7 >/dev/null 2>&1", bin,
+                 path, tok, ms[i].preset);
+        eng_model *m = NULL;
+        if (system(cmd) != 0 || eng_model_load(err, path, &m) != 0) {
+            CASE(ms[i].id, "awq-mkmodel checkpoint");
+            fprintf(stderr, "  %s: %s\n", cmd, m ? "" : err);
+            CHECK(0);
+            continue;
+        }
+        int pl[2] = {29, 4};
+        char what[96];
+        snprintf(what, sizeof what, "awq-mkmodel --preset %s, loaded from disk: GPU matches CPU", ms[i].preset);
+        fwd_compare(ms[i].id, what, m, 2, pl, 6, false);
+        eng_model_free(m);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "  could not remove %s\n", dir);
+}
+
+static void test_backend_errors(void) {
+    char err[AWQ_ERR_LEN];
+    synth a;
+    synth_make(&a, 256, 512, 1, 4, 2, 512, 128, 0, false);
+    be g;
+    CASE("cuda-5.1", "slots run out and come back");
+    /* KV budget of 3 blocks (16 positions each, 1 layer) */
+    size_t blk = (size_t)1 * 2 * 128 * 2 * 16;
+    CHECK_EQ(be_open(&g, &eng_cuda_backend, &a.m, 64, 2, 3 * blk), 0);
+    int s0, s1, s2;
+    CHECK_EQ(g.ops->slot_alloc(err, g.st, &s0), 0);
+    CHECK_EQ(g.ops->slot_alloc(err, g.st, &s1), 0);
+    CHECK_EQ(g.ops->slot_alloc(err, g.st, &s2), AWQ_EBUSY);
+    CHECK_CONTAINS(err, "all 2 sequence slots are in use");
+    size_t wb, kb;
+    g.ops->memory(g.st, &wb, &kb);
+    CHECK_EQ(kb, 3 * blk);
+
+    CASE("cuda-5.2", "KV blocks run out, slot_free returns them at once");
+    int32_t toks[40];
+    for (int i = 0; i < 40; i++) toks[i] = i;
+    int p = 0, n = 40; /* 3 blocks */
+    int32_t am;
+    eng_batch b = {1, &s0, &p, &n, toks, NULL, &am};
+    CHECK_EQ(g.ops->forward(err, g.st, &b), 0);
+    n = 1;
+    b.slot = &s1;
+    CHECK_EQ(g.ops->forward(err, g.st, &b), AWQ_EBUSY);
+    CHECK_CONTAINS(err, "KV cache full");
+    g.ops->slot_free(g.st, s0);
+    CHECK_EQ(g.ops->forward(err, g.st, &b), 0);
+    g.ops->slot_free(g.st, 99); /* ignored */
+
+    CASE("cuda-5.3", "bad batches are refused with the entry named");
+    int sl2[2] = {s1, s1}, pp[2] = {0, 0}, nn[2] = {1, 1};
+    eng_batch bb = {2, sl2, pp, nn, toks, NULL, NULL};
+    CHECK_EQ(g.ops->forward(err, g.st, &bb), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "share slot");
+    int bad = 7;
+    eng_batch b3 = {1, &bad, &p, &n, toks, NULL, NULL};
+    CHECK_EQ(g.ops->forward(err, g.st, &b3), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "slot 7 is not allocated");
+    p = 64;
+    b.slot = &s1;
+    CHECK_EQ(g.ops->forward(err, g.st, &b), AWQ_ECONTEXT);
+    CHECK_CONTAINS(err, "exceed the context of 64");
+    p = 0;
+    int32_t big = 512;
+    b.tokens = &big;
+    CHECK_EQ(g.ops->forward(err, g.st, &b), AWQ_ERANGE);
+    CHECK_CONTAINS(err, "outside the vocabulary of 512");
+    g.ops->destroy(g.st);
+
+    CASE("cuda-5.4", "bad options and unsupported shapes");
+    eng_backend_opts o = {.max_ctx = 0, .max_seqs = 1};
+    void *st = NULL;
+    CHECK_EQ(eng_cuda_backend.create(err, &a.m, &o, &st), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "max_ctx 0");
+    o.max_ctx = 16;
+    o.device = 1000;
+    CHECK_EQ(eng_cuda_backend.create(err, &a.m, &o, &st), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "device 1000 does not exist");
+    o.device = 0;
+    a.m.cfg.head_dim = 48;
+    CHECK_EQ(eng_cuda_backend.create(err, &a.m, &o, &st), AWQ_EUNSUPPORTED);
+    CHECK_CONTAINS(err, "head_dim 48");
+    a.m.cfg.head_dim = 64;
+    a.layers[0].down.out = 260;
+    CHECK_EQ(eng_cuda_backend.create(err, &a.m, &o, &st), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "layer 0 down_proj");
+    a.layers[0].down.out = 256;
+
+    CASE("cuda-5.5", "a model larger than free GPU memory is refused with the numbers");
+    synth h;
+    synth_make(&h, 256, 512, 1, 4, 2, 8, 128, 0, false);
+    /* claim a 1M x 64k embedding and 64k-wide layers: the size check runs before any byte
+     * of the (small) arrays behind these pointers is read */
+    h.m.cfg.vocab = 1 << 20;
+    h.m.cfg.hidden = 65536;
+    h.m.cfg.head_dim = 128;
+    h.m.cfg.heads = h.m.cfg.kv_heads = 65536 / 128;
+    {
+        eng_layer *L = &h.layers[0];
+        int H = 65536;
+        L->q.in = L->k.in = L->v.in = L->gate.in = L->up.in = H;
+        L->q.out = L->k.out = L->v.out = L->o.in = L->o.out = L->down.out = H;
+        L->gate.out = L->up.out = L->down.in = 512;
+        h.m.cfg.intermediate = 512;
+    }
+    CHECK_EQ(eng_cuda_backend.create(err, &h.m, &o, &st), AWQ_ENOMEM);
+    CHECK_CONTAINS(err, "MiB free");
+    synth_free(&h);
+    synth_free(&a);
+}
+
+int main(void) {
+    CASE("cuda-1.1", "device discovery");
+    int n = cu_device_count();
+    CHECK(n >= 0);
+    if (n == 0) SKIP("no CUDA device");
+    char err[AWQ_ERR_LEN], name[128];
+    size_t fr = 0, tot = 0;
+    CHECK_EQ(cu_device_info(err, 0, name, sizeof name, &fr, &tot), 0);
+    CHECK(tot > 0 && fr <= tot);
+    fprintf(stderr, "  device 0: %s, %zu MiB free of %zu\n", name, fr >> 20, tot >> 20);
+    CHECK_EQ(cu_device_info(err, n + 3, name, sizeof name, &fr, &tot), AWQ_EDEVICE);
+    CHECK_CONTAINS(err, "cudaErrorInvalidDevice");
+
+    test_shapes();
+    test_qmm();
+    test_forward();
+    test_mkmodel();
+    test_backend_errors();
+    return h_finish();
+}
+#endif
