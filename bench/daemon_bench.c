@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
     char *slash = strrchr(bin, '/');
     if (slash) *slash = 0;
     else snprintf(bin, sizeof bin, ".");
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) die("every option needs a value (see the comment at the top of bench/daemon_bench.c)");
         if (!strcmp(a, "--tokenizer")) tok = v;
@@ -210,7 +210,6 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
         else die("unknown option");
-        i++;
     }
     if (!tok) die("--tokenizer PATH is required");
     if (n_gen < 2 || threads < 0 || reps < 1) die("bad --gen, --threads or --reps");

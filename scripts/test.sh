@@ -21,7 +21,7 @@ cmake --build build-asan -j "$JOBS"
 
 echo "== fuzz targets"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DAWQ_FUZZ=ON -DAWQ_CUDA=OFF >/dev/null
-cmake --build build-fuzz -j "$JOBS"
+cmake --build build-fuzz -j "$JOBS" --target fuzzers
 bash scripts/fuzz.sh build-fuzz "${AWQ_FUZZ_SECONDS:-20}"
 
 if [ -f scripts/windows-test.sh ] && [ "${AWQ_WINDOWS:-1}" = 1 ]; then
