@@ -29,14 +29,21 @@ static long rss_kb(pid_t pid) {
 }
 
 /* Wait (up to 10 s) until the daemon has no generation running and no slot in use. */
+/* True once the daemon is idle: no slot in use, nothing running or queued, seen on five
+ * consecutive polls (the fields are read one request at a time, so a single quiet poll can
+ * straddle a closing connection whose slot the engine thread has not freed yet). A slot that
+ * leaks never lets this return true. */
 static bool wait_quiet(awq_conn *c) {
-    for (int i = 0; i < 500; i++) {
+    int quiet = 0;
+    for (int i = 0; i < 1000 && quiet < 5; i++) {
         if (td_status_int(c, "kv_slots_used") == 0 && td_status_int(c, "running") == 0 &&
             td_status_int(c, "queue_depth") == 0)
-            return true;
+            quiet++;
+        else
+            quiet = 0;
         td_sleep_ms(20);
     }
-    return false;
+    return quiet >= 5;
 }
 
 /* ------------------------------------------------------------ kill -9 ---- */
