@@ -3,8 +3,9 @@
 # CUDA unit tests (and again under compute-sanitizer memcheck), then the benchmarks; the tables
 # come last on stdout, full logs go to $OUT (or build-gpu/out).
 #
-#   bench/gpu.sh [all|test|kernels|model]    (default all)
-# env: AWQ_GPU_ARCH (default 90), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
+#   bench/gpu.sh [all|test|kernels|model|sass|profile]    (default all)
+# env: AWQ_GPU_ARCH (default 90), AWQ_MEMCHECK_S (memcheck time limit, default 300), AWQ_MODEL_AB=1
+# (the model table again with AWQ_CUDA_NO_PDL=1), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
 # --preset shisa7b when absent), AWQ_SANITIZE_GPU=0 skips memcheck.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -44,13 +45,17 @@ if [ "$what" = all ] || [ "$what" = test ]; then
     rc=$?
     grep -E "FAIL|worst|passed|SKIP|device 0" "$out/test.log" | head -40
     summary+="| unit.cuda | rc $rc: $(grep -E 'passed, ' "$out/test.log" | tail -1) |"$'\n'
-    if [ "${AWQ_SANITIZE_GPU:-1}" = 1 ]; then
-        AWQ_TEST_QUICK=1 timeout 300 compute-sanitizer --tool memcheck --leak-check full --report-api-errors no --error-exitcode 9 \
-            $bd/bin/test_cuda >/tmp/memcheck.log 2>&1
-        rc=$?
-        cat /tmp/memcheck.log >>"$out/test.log"
-        summary+="| memcheck unit.cuda | rc $rc: $(grep -E 'ERROR SUMMARY' "$out/test.log" | tail -1) |"$'\n'
-    fi
+fi
+# instruction mix of the decode GEMV kernels (group 128): 16-byte loads, no local memory
+sass() {
+    obj=$(find $bd -name "$1.cu.o" | head -1)
+    cuobjdump -sass "$obj" | awk -v k="$2" '$0 ~ "Function : .*"k {f=1;next} /Function : /{f=0} f' \
+        | grep -oE '^ +/\*[0-9a-f]+\*/ +[A-Z0-9_.]+' | awk '{print $2}' | sort | uniq -c | sort -rn | head -18 \
+        | awk -v k="$2" 'BEGIN {printf "%s: ", k} {printf "%s %s; ", $2, $1} END {print ""}'
+}
+if [ "$what" = all ] || [ "$what" = sass ] || [ "$what" = profile ]; then
+    sass gemv kernel_qmm_gemv_ldgILi4ELi8ELi2E
+    sass qmm kernel_qmm_gemvILi4ELi2
 fi
 if [ "$what" = all ] || [ "$what" = kernels ]; then
     $bd/bin/gpu_bench >"$out/kernels.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
@@ -59,19 +64,24 @@ if [ "$what" = all ] || [ "$what" = model ]; then
     ensure_model
     cat "$md"/*.safetensors >/dev/null # warm page cache: we measure page cache -> GPU
     $bd/bin/gpu_bench --no-kernels --model "$md" >"$out/model.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
+    if [ -n "${AWQ_MODEL_AB:-}" ]; then # the same without programmatic dependent launch
+        { echo "#### the same with AWQ_CUDA_NO_PDL=1"; AWQ_CUDA_NO_PDL=1 $bd/bin/gpu_bench --no-kernels --model "$md" | grep -E "decode|prefill"; } \
+            >>"$out/model.md" 2>>"$out/err.log"
+    fi
 fi
-if [ "$what" = sass ] || [ "$what" = profile ]; then
-    # instruction mix of the decode GEMV kernel (group 128): instructions per HMMA
-    obj=$(find $bd -name 'qmm.cu.o' | head -1)
-    cuobjdump -sass "$obj" | awk '/Function : .*kernel_qmm_gemvILi4ELi2/{f=1;next} /Function : /{f=0} f' \
-        | grep -oE '^ +/\*[0-9a-f]+\*/ +[A-Z0-9_]+' | awk '{print $2}' | sort | uniq -c | sort -rn | head -16 \
-        | awk '{printf "%s %s; ", $2, $1} END {print ""}'
+# memcheck last (slow): small shapes only, bounded by AWQ_MEMCHECK_S (default 300 s)
+if { [ "$what" = all ] || [ "$what" = test ]; } && [ "${AWQ_SANITIZE_GPU:-1}" = 1 ]; then
+    AWQ_TEST_QUICK=1 timeout "${AWQ_MEMCHECK_S:-300}" compute-sanitizer --tool memcheck --leak-check full \
+        --report-api-errors no --error-exitcode 9 $bd/bin/test_cuda >/tmp/memcheck.log 2>&1
+    rc=$?
+    cat /tmp/memcheck.log >>"$out/test.log"
+    summary+="| memcheck unit.cuda | rc $rc: $(grep -E 'ERROR SUMMARY' /tmp/memcheck.log | tail -1) |"$'\n'
 fi
 if [ "$what" = profile ]; then
     # the limiting kernels under Nsight Compute: the skinny matmul on gate_up at m=1, and every
     # kernel of one batch-1 decode step (graphs off so each launch is visible)
     ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
-        -k regex:kernel_qmm_gemv -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bd/bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
+        -k regex:kernel_qmm_gemv_ldg -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bd/bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
     grep -vE "^==PROF==|^\s*$|----" "$out/profile.txt" | grep -E "Duration|DRAM Throughput|Compute .SM|Achieved Occupancy|Theoretical Occ|Warp Cycles Per Issued|stalled" | awk '$NF+0 > 0.05 || !/stalled/' | head -40
     ensure_model
     AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv --launch-skip 740 --launch-count 230 \
@@ -83,7 +93,8 @@ hdr = rows[0]; rows = rows[1:]
 ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
 tot = collections.defaultdict(float); cnt = collections.Counter()
 for r in rows:
-    v = float(r[vi].replace(",", "")); v = v / 1000 if r[ui] == "nsecond" else v
+    # ncu names the unit nsecond/usecond or ns/us/ms depending on its version
+    v = float(r[vi].replace(",", "")); v *= {"nsecond": 1e-3, "ns": 1e-3, "msecond": 1e3, "ms": 1e3}.get(r[ui], 1.0)
     k = r[ki].split("(")[0][:60]; tot[k] += v; cnt[k] += 1
 print("| kernel (decode, ncu, 240 launches) | launches | total us |")
 print("| --- | --- | --- |")

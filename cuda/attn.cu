@@ -23,13 +23,14 @@ static __global__ void kernel_rope_kv(float *__restrict__ qkv, int heads, const 
                                       const int *__restrict__ tslot, const int *__restrict__ tpos, cu_kv kv,
                                       float *__restrict__ q) {
     const int t = blockIdx.x, hd = kv.head_dim, half_hd = hd / 2;
+    const int i0 = blockIdx.y * blockDim.x, di = gridDim.y * blockDim.x; /* RoPE_Y blocks per token */
     const int qd = heads * hd, kvd = kv.kv_heads * hd;
     const int pos = tpos[t], slot = tslot[t];
     float *src = qkv + (size_t)t * (qd + 2 * kvd);
     const float2 *cs = rope + (size_t)pos * half_hd;
     const int blk = kv.bt[(size_t)slot * kv.maxb + pos / CU_KV_BS], off = pos % CU_KV_BS;
     /* q: heads * hd/2 rotation pairs */
-    for (int i = threadIdx.x; i < heads * half_hd; i += blockDim.x) {
+    for (int i = i0 + threadIdx.x; i < heads * half_hd; i += di) {
         int h = i / half_hd, d = i - h * half_hd;
         float a = src[h * hd + d], b = src[h * hd + d + half_hd];
         src[h * hd + d] = src[h * hd + d + half_hd] = 0.0f; /* consumed: leave zeros for split-K */
@@ -37,7 +38,7 @@ static __global__ void kernel_rope_kv(float *__restrict__ qkv, int heads, const 
         q[(size_t)t * qd + h * hd + d] = a * c.x - b * c.y;
         q[(size_t)t * qd + h * hd + d + half_hd] = b * c.x + a * c.y;
     }
-    for (int i = threadIdx.x; i < kv.kv_heads * half_hd; i += blockDim.x) {
+    for (int i = i0 + threadIdx.x; i < kv.kv_heads * half_hd; i += di) {
         int h = i / half_hd, d = i - h * half_hd;
         float a = src[qd + h * hd + d], b = src[qd + h * hd + d + half_hd];
         src[qd + h * hd + d] = src[qd + h * hd + d + half_hd] = 0.0f;
@@ -46,7 +47,7 @@ static __global__ void kernel_rope_kv(float *__restrict__ qkv, int heads, const 
         kr[d] = __float2half(a * c.x - b * c.y);
         kr[d + half_hd] = __float2half(b * c.x + a * c.y);
     }
-    for (int i = threadIdx.x; i < kvd; i += blockDim.x) {
+    for (int i = i0 + threadIdx.x; i < kvd; i += di) {
         int h = i / hd, d = i - h * hd;
         half *vr = kv.v + ((((size_t)kv.layer * kv.nblocks + blk) * kv.kv_heads + h) * CU_KV_BS + off) * hd;
         vr[d] = __float2half(src[qd + kvd + i]);
@@ -64,11 +65,12 @@ static __global__ void kernel_clear_rows(float *__restrict__ clear, int clear_le
 int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, const int *tslot,
                 const int *tpos, const cu_kv *kv, float *q, float *clear, int clear_len, cudaStream_t st) {
     if (T <= 0) return 0;
-    kernel_rope_kv<<<T, 256, 0, st>>>(qkv, heads, rope, tslot, tpos, *kv, q);
+    /* 8 blocks per token: at batch 1 one block was a serial chain of loads (~10 us per layer) */
+    kernel_rope_kv<<<dim3((unsigned)T, 8), 256, 0, st>>>(qkv, heads, rope, tslot, tpos, *kv, q);
     CU_LAUNCHED(err);
     if (clear) {
         if (clear_len % 4) return awq_seterr(err, AWQ_EINTERNAL, "cua_rope_kv: clear_len %d", clear_len);
-        kernel_clear_rows<<<dim3((unsigned)T, 4), 256, 0, st>>>(clear, clear_len);
+        kernel_clear_rows<<<dim3((unsigned)T, 16), 256, 0, st>>>(clear, clear_len);
         CU_LAUNCHED(err);
     }
     return 0;
@@ -99,6 +101,7 @@ kernel_attn(const float *__restrict__ q, int heads, const int *__restrict__ tslo
     constexpr int D = HD >= 32 ? HD / 32 : 1; /* dims per lane; HD 16: lanes 16..31 idle */
     __shared__ float sm_m[ATTN_WARPS][ATTN_GMAX], sm_l[ATTN_WARPS][ATTN_GMAX];
     __shared__ float sm_o[ATTN_WARPS][ATTN_GMAX][HD];
+    cu_pdl_trigger(); /* the o_proj GEMV may start loading its weights */
     const int t = blockIdx.x, kh = blockIdx.y, sp = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int G = heads / kv.kv_heads;
@@ -235,6 +238,7 @@ kernel_attn(const float *__restrict__ q, int heads, const int *__restrict__ tslo
 /* grid (T * heads), hd threads: merge the splits of one (token, head). */
 static __global__ void kernel_attn_combine(const float *__restrict__ part, int heads, int hd, int splits,
                                            half *__restrict__ out) {
+    cu_pdl_trigger(); /* the o_proj GEMV may start loading its weights */
     const int th = blockIdx.x, d = threadIdx.x;
     const float *pp = part + (size_t)th * splits * (hd + 2);
     float M = -INFINITY;

@@ -106,8 +106,12 @@ int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int rep
     half *x = NULL;
     float *y = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
+    cudaStream_t st = NULL;
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
     std::vector<double> ms;
     int rc = 0;
+    CU_GOTO(err, rc, done, cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     for (int i = 0; i < nrot; i++) {
         CU_GOTO(err, rc, done, cudaMalloc(&qs[i].w, wb));
         CU_GOTO(err, rc, done, cudaMalloc(&qs[i].sz, sb));
@@ -120,19 +124,31 @@ int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int rep
     CU_GOTO(err, rc, done, cudaMemset(y, 0, (size_t)m * out * 4));
     CU_GOTO(err, rc, done, cudaEventCreate(&e0));
     CU_GOTO(err, rc, done, cudaEventCreate(&e1));
+    CU_GOTO(err, rc, done, cudaDeviceSynchronize());
     for (int i = 0; i < nrot; i++) { /* warm-up: module load, smem attribute */
-        rc = cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, 0);
+        rc = cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, st);
         if (rc) goto done;
     }
-    CU_GOTO(err, rc, done, cudaDeviceSynchronize());
+    CU_GOTO(err, rc, done, cudaStreamSynchronize(st));
+    /* the rotation as one CUDA graph, as the decode step runs: the host's launch cost (a few
+     * us per call) would otherwise be what a 3-8 us kernel measures */
+    CU_GOTO(err, rc, done, cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < nrot; i++) {
+        rc = cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, st);
+        if (rc) {
+            cudaStreamEndCapture(st, &graph);
+            goto done;
+        }
+    }
+    CU_GOTO(err, rc, done, cudaStreamEndCapture(st, &graph));
+    CU_GOTO(err, rc, done, cudaGraphInstantiate(&exec, graph, 0));
+    CU_GOTO(err, rc, done, cudaGraphLaunch(exec, st)); /* warm-up of the graph itself */
+    CU_GOTO(err, rc, done, cudaStreamSynchronize(st));
     for (int r = 0; r < reps; r++) {
         float t = 0;
-        CU_GOTO(err, rc, done, cudaEventRecord(e0));
-        for (int i = 0; i < nrot; i++) {
-            rc = cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, 0);
-            if (rc) goto done;
-        }
-        CU_GOTO(err, rc, done, cudaEventRecord(e1));
+        CU_GOTO(err, rc, done, cudaEventRecord(e0, st));
+        CU_GOTO(err, rc, done, cudaGraphLaunch(exec, st));
+        CU_GOTO(err, rc, done, cudaEventRecord(e1, st));
         CU_GOTO(err, rc, done, cudaEventSynchronize(e1));
         CU_GOTO(err, rc, done, cudaEventElapsedTime(&t, e0, e1));
         ms.push_back((double)t / nrot);
@@ -140,6 +156,9 @@ int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int rep
     *us = median(ms) * 1e3;
     *bytes = (double)(wb + sb) + (double)m * in * 2 + (double)m * out * 8;
 done:
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (st) cudaStreamDestroy(st);
     for (int i = 0; i < nrot; i++) cuq_release(&qs[i]);
     cudaFree(x);
     cudaFree(y);

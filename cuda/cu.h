@@ -28,12 +28,22 @@ int cu_device_count(void);
 AWQ_NODISCARD int cu_device_info(char *err, int dev, char *name, size_t name_len, size_t *free_b,
                                  size_t *total_b);
 
-/* Which AWQ matmul kernel runs: AUTO picks GEMV (weights as the mma A operand; batch 1-8) up
- * to 8 rows, SKINNY (tensor cores, split-K, weights streamed; small batches) up to
- * CU_QMM_SKINNY_MAX rows and TILED (shared memory pipeline; prefill) above. GEMV and SKINNY
- * also take more rows, in chunks of 8 / CU_QMM_SKINNY_MAX. */
-enum { CU_QMM_AUTO = 0, CU_QMM_SKINNY = 1, CU_QMM_TILED = 2, CU_QMM_GEMV = 3, CU_QMM_GEMV_NARROW = 4 };
-/* GEMV_NARROW: GEMV with half the columns per warp and twice the warps per SM (tuning). */
+/* Which AWQ matmul kernel runs: AUTO picks GEMV (weights as the mma A operand, loaded straight
+ * into registers; batch 1-8) up to 8 rows, SKINNY (tensor cores, split-K, weights streamed;
+ * small batches) up to CU_QMM_SKINNY_MAX rows and TILED (shared memory pipeline; prefill)
+ * above. GEMV and SKINNY also take more rows, in chunks of 8 / CU_QMM_SKINNY_MAX. */
+enum {
+    CU_QMM_AUTO = 0,
+    CU_QMM_SKINNY = 1,
+    CU_QMM_TILED = 2,
+    CU_QMM_GEMV = 3,
+    CU_QMM_GEMV_NARROW = 4,
+    CU_QMM_GEMV_RING = 5,
+    CU_QMM_LAST = CU_QMM_GEMV_RING
+};
+/* GEMV_NARROW: GEMV with 32 columns per block instead of 64 (fewer k splits; tuning).
+ * GEMV_RING: the earlier GEMV that streams weights through a per-warp cp.async ring (kept as
+ * the measured baseline). */
 #define CU_QMM_SKINNY_MAX 64
 
 /* One AWQ linear uploaded and repacked on a device (for tests and benches). */
@@ -58,7 +68,8 @@ AWQ_NODISCARD int cu_qlin_matmul(char *err, cu_qlin *q, const float *x, int m, f
 /* Device-to-device copy of bytes; *gbps counts bytes read plus bytes written. */
 AWQ_NODISCARD int cu_bench_copy(char *err, int dev, size_t bytes, int reps, double *gbps);
 /* One AWQ matmul of shape (m, in) x (in, out), random weights, rotating over enough copies that
- * nothing stays in L2. *us: median time per call; *bytes: weight+scale bytes one call streams. */
+ * nothing stays in L2; the rotation replays as one CUDA graph (device time, not host launch
+ * cost). *us: median time per call; *bytes: weight+scale bytes one call streams. */
 AWQ_NODISCARD int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int reps,
                                double *us, double *bytes);
 /* cuBLAS fp16 GEMM (cublasGemmEx, fp32 accumulate) of (m, k) x (k, n), rotating copies of the

@@ -91,6 +91,24 @@ __device__ __forceinline__ uint4 cu_ld_stream(const uint4 *p) {
     return v;
 }
 
+/* ------------------------------------------------------------------ PDL ---- */
+/* Programmatic dependent launch (sm_90): the kernel is launched before its predecessor ends;
+ * the GEMV (gemv.cu) issues its weight loads (constant during the forward pass) at once and
+ * waits for the predecessor's results only before its first read of x or write of y. Every
+ * block of a PDL-launched kernel must wait unconditionally, so completion stays transitive
+ * along the stream. trigger: lets the next PDL-launched kernel start (its wait still covers
+ * all of this kernel). Before sm_90: no-ops. */
+__device__ __forceinline__ void cu_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cu_pdl_trigger(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 /* ------------------------------------------------------------------ reductions ---- */
 __device__ __forceinline__ float cu_warp_sum(float v) {
 #pragma unroll

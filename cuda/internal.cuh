@@ -76,6 +76,17 @@ enum { CUQ_OUT_STORE = 0, CUQ_OUT_ADD = 1, CUQ_OUT_STORE_ZEROED = 2 };
 int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode,
                   int kernel, cudaStream_t st);
 
+/* The decode GEMV of gemv.cu (weights loaded straight into registers), m rows in passes of 8.
+ * wn: tile pairs (16 columns each) per block of 8 warps, 2, 4 or 8: the rest of the warps split
+ * the block's k range (fewer columns = fewer k splits and atomics, more x per weight byte).
+ * cuq_gemv_wn(): CUQ_GEMV_WN_DEFAULT, or AWQ_CUDA_GEMV_WN from the environment (tuning).
+ * On sm_90 the kernel is launched as a programmatic dependent launch (AWQ_CUDA_NO_PDL=1: off);
+ * AWQ_CUDA_GEMV_OCC=3 picks the 3-blocks-per-SM register budget (groups >= 128; tuning). */
+#define CUQ_GEMV_WN_DEFAULT 8
+int cuq_gemv(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, int wn,
+             cudaStream_t st);
+int cuq_gemv_wn(void);
+
 /* SM count of the current device (cached by cuq_matmul's callers). */
 int cuq_num_sms(void);
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dq.cuh"
 #include "helpers.cuh"
 #include "internal.cuh"
 
@@ -159,75 +160,6 @@ int cuq_upload(char *err, const eng_qlinear *l, cu_qw *dst, int tile_off, void *
         dqz, dsc, l->in, l->out, l->group, dst->gp, tile_off, (uint32_t *)dst->sz);
     CU_LAUNCHED(err);
     return 0;
-}
-
-/* ------------------------------------------------------------------ dequant ---- */
-/* Four B fragments from one packed word: one shift and four lop3 make fp16 1024 + q (mask
- * 0x000F) or 1024 + 16 q (mask 0x00F0, the next nibble, no shift), then one exact fp16 op
- * gives q - z (hsub2 with 1024 + z, or hfma2 with 1/16 and -(64 + z)). The scale is applied
- * in fp32 to the mma partial sums once per group (cu_fold), so the fp16 values are exact.
- * Pair j of the word sits at k16 step j & 1, fragment half j >> 1 (see the repack).
- * b[0], b[1]: step 0 {b0b1, b2b3}; b[2], b[3]: step 1. */
-__device__ __forceinline__ void cu_dq4(uint32_t q, uint32_t zz, uint32_t *b) {
-    const half2 zf = __low2half2(*reinterpret_cast<half2 *>(&zz));
-    const half2 z16 = __high2half2(*reinterpret_cast<half2 *>(&zz));
-    const half2 k16 = __float2half2_rn(0.0625f);
-    const uint32_t q8 = q >> 8;
-    uint32_t h0 = (q & 0x000F000Fu) | 0x64006400u, h1 = (q & 0x00F000F0u) | 0x64006400u;
-    uint32_t h2 = (q8 & 0x000F000Fu) | 0x64006400u, h3 = (q8 & 0x00F000F0u) | 0x64006400u;
-    b[0] = cu_h2u(__hsub2(*reinterpret_cast<half2 *>(&h0), zf));
-    b[1] = cu_h2u(__hsub2(*reinterpret_cast<half2 *>(&h2), zf));
-    b[2] = cu_h2u(__hfma2(*reinterpret_cast<half2 *>(&h1), k16, z16));
-    b[3] = cu_h2u(__hfma2(*reinterpret_cast<half2 *>(&h3), k16, z16));
-}
-
-/* acc += scale (of columns 2q, 2q+1 in ss) * p; p = 0. */
-__device__ __forceinline__ void cu_fold(float *acc, float *p, uint32_t ss) {
-    float2 s = __half22float2(*reinterpret_cast<half2 *>(&ss));
-    acc[0] += s.x * p[0];
-    acc[1] += s.y * p[1];
-    acc[2] += s.x * p[2];
-    acc[3] += s.y * p[3];
-    p[0] = p[1] = p[2] = p[3] = 0.0f;
-}
-
-__device__ __forceinline__ uint32_t u4c(const uint4 &v, int e) {
-    return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
-}
-
-/* Eight fp16 inputs of row r from k (a multiple of 8), made as the input mode says: fp16 as
- * stored, rmsnorm(x) * w from the fp32 residual (same arithmetic as cuo_rmsnorm), or
- * silu(g) * u from the fp32 gate|up rows (same as cuo_swiglu). */
-__device__ __forceinline__ uint4 cuq_load8(const cuq_in &in, int r, int k, float rinv) {
-    if (in.mode == CUQ_IN_F16) return *reinterpret_cast<const uint4 *>(in.x + (size_t)r * in.ldx + k);
-    const float4 *p = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf + k);
-    float4 a = p[0], b = p[1];
-    float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-    if (in.mode == CUQ_IN_RMSNORM) {
-        const uint4 wv = *reinterpret_cast<const uint4 *>(in.norm + k);
-        const half *w = reinterpret_cast<const half *>(&wv);
-#pragma unroll
-        for (int i = 0; i < 8; i++) v[i] = v[i] * rinv * __half2float(w[i]);
-    } else {
-        const float4 *pu = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf + in.up_off + k);
-        float4 c = pu[0], d = pu[1];
-        float u[8] = {c.x, c.y, c.z, c.w, d.x, d.y, d.z, d.w};
-#pragma unroll
-        for (int i = 0; i < 8; i++) v[i] = v[i] / (1.0f + __expf(-v[i])) * u[i];
-    }
-    uint4 o;
-    half2 *h = reinterpret_cast<half2 *>(&o);
-#pragma unroll
-    for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
-    return o;
-}
-
-/* Zeros/scales of group g for a lane: zz for column lane/4 (the B fragment's n), ss for
- * columns 2 (lane%4) and +1 (the accumulator's n). */
-__device__ __forceinline__ void cu_ld_zs(const uint32_t *tile_sz, int g, int lane, uint32_t &zz, uint32_t &ss) {
-    const uint32_t *p = tile_sz + (size_t)g * CU_SZ_WORDS;
-    zz = p[lane >> 2];
-    ss = p[8 + (lane & 3)];
 }
 
 /* ------------------------------------------------------------------ skinny kernel ---- */
@@ -411,16 +343,17 @@ kernel_qmm_skinny(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const u
     } /* items */
 }
 
-/* ------------------------------------------------------------------ gemv kernel ---- */
-/* Decode at m <= 8: the skinny kernel with the operands swapped, y^T = W^T x^T, so the
+/* ------------------------------------------------------------------ ring gemv kernel ---- */
+/* CU_QMM_GEMV_RING, the earlier decode GEMV, kept as the measured baseline of gemv.cu's
+ * kernel. Decode at m <= 8: the skinny kernel with the operands swapped, y^T = W^T x^T, so the
  * dequantized weights are the A operand (16 columns x 16 k: the B fragments of two n8 tiles
  * of the repacked layout are exactly one A fragment) and x^T the B operand (8 batch rows).
  * One mma then covers 256 weights instead of 128 with 15 zero rows, which halves the tensor
  * work per byte: at m = 1 the mma.sync rate, not HBM, was the limit of the skinny kernel.
  * Each warp owns GV_PAIRS tile pairs; the rest (persistent items, cp.async ring, split-K
  * atomics, fused input) is as in the skinny kernel. */
-/* PAIRS tile pairs per warp: 2 (4 n8 tiles, 2 KB per k128 step, 4 blocks per SM) or 1 (64
- * registers, 8 blocks per SM; CU_QMM_GEMV_NARROW) */
+/* PAIRS tile pairs per warp: 2 (4 n8 tiles, 2 KB per k128 step, 4 blocks per SM); 1 (64
+ * registers, 8 blocks per SM) measured no faster and is no longer instantiated */
 #define GV_W_BYTES(PAIRS) (SK_WARPS * SK_STAGES * (PAIRS) * 2 * 512)
 
 template <int GE, int GV_PAIRS>
@@ -757,7 +690,7 @@ static int skinny_attr_set(char *err) {
 #undef SK_ATTR
 #define GV_ATTR(GE, P) \
     CU_RET(err, cudaFuncSetAttribute(kernel_qmm_gemv<GE, P>, cudaFuncAttributeMaxDynamicSharedMemorySize, mx));
-        GV_ATTR(1, 1) GV_ATTR(2, 1) GV_ATTR(4, 1) GV_ATTR(1, 2) GV_ATTR(2, 2) GV_ATTR(4, 2)
+        GV_ATTR(1, 2) GV_ATTR(2, 2) GV_ATTR(4, 2)
 #undef GV_ATTR
         done = 1;
     }
@@ -816,13 +749,15 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
         CU_LAUNCHED(err);
         return 0;
     }
-    if (kernel != CU_QMM_SKINNY && kernel != CU_QMM_GEMV && kernel != CU_QMM_GEMV_NARROW)
+    if (kernel == CU_QMM_GEMV || kernel == CU_QMM_GEMV_NARROW)
+        return cuq_gemv(err, w, in, m, y, ldy, out_mode, kernel == CU_QMM_GEMV_NARROW ? 2 : cuq_gemv_wn(), st);
+    if (kernel != CU_QMM_SKINNY && kernel != CU_QMM_GEMV_RING)
         return awq_seterr(err, AWQ_EINVAL, "cuq_matmul: unknown kernel %d", kernel);
     /* Rows per launch: up to 64 (four m16 tiles); the k range per split is bounded by the x
      * slice budget; then split k until the grid covers every SM twice. */
     const int nkb = w->kp / 128;
-    const bool gemv = kernel == CU_QMM_GEMV || kernel == CU_QMM_GEMV_NARROW;
-    const int pairs = kernel == CU_QMM_GEMV_NARROW ? 1 : 2;
+    const bool gemv = kernel == CU_QMM_GEMV_RING;
+    const int pairs = 2;
     const int per_block = SK_WARPS * (gemv ? pairs * 2 : SK_NT); /* n8 tiles */
     const int bx = (w->out / 8 + per_block - 1) / per_block;
     const int rows = gemv ? 8 : CU_QMM_SKINNY_MAX;
@@ -854,7 +789,7 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
         const int ge = group_ge(w->group), mt = mm <= 16 ? 1 : mm <= 32 ? 2 : 4;
         const void *fn = NULL;
 #define GV_PICK(GE) \
-    if (gemv && ge == GE) fn = pairs == 1 ? (const void *)kernel_qmm_gemv<GE, 1> : (const void *)kernel_qmm_gemv<GE, 2>;
+    if (gemv && ge == GE) fn = (const void *)kernel_qmm_gemv<GE, 2>;
 #define SK_PICK(MT, GE) \
     if (!gemv && mt == MT && ge == GE) fn = (const void *)kernel_qmm_skinny<MT, GE>;
         GV_PICK(1) GV_PICK(2) GV_PICK(4) SK_ALL(SK_PICK)
@@ -915,7 +850,7 @@ size_t cu_qlin_bytes(const cu_qlin *q) { return q ? q->w.bytes : 0; }
 
 int cu_qlin_matmul(char *err, cu_qlin *q, const float *x, int m, float *y, int kernel) {
     if (m <= 0) return awq_seterr(err, AWQ_EINVAL, "cu_qlin_matmul: m %d must be positive", m);
-    if (kernel < CU_QMM_AUTO || kernel > CU_QMM_GEMV_NARROW)
+    if (kernel < CU_QMM_AUTO || kernel > CU_QMM_LAST)
         return awq_seterr(err, AWQ_EINVAL, "cu_qlin_matmul: unknown kernel %d", kernel);
     CU_RET(err, cudaSetDevice(q->dev));
     int rc = 0, ldx = (q->w.in + 7) / 8 * 8;

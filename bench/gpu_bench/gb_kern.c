@@ -1,6 +1,7 @@
 /* gb_kern.c - the AWQ matmul kernels on shisa-7B's shapes: decode (gemv/skinny kernels) as GB/s
  * against the copy probe, prefill (tiled kernel) as TFLOP/s against cuBLAS fp16 in the same
  * run. Weight bytes are what one call must stream (nibbles + scales/zeros). */
+#define _POSIX_C_SOURCE 200809L /* setenv: the GEMV tuning knob */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -19,27 +20,38 @@ void gb_kernels(double copy_gbps) {
         {"qkv", 4096, 6144}, {"o", 4096, 4096}, {"gate_up", 4096, 28672}, {"down", 14336, 4096},
     };
     char err[AWQ_ERR_LEN];
-    printf("### AWQ decode matmul (gemv kernel m <= 8, skinny m = 16 and 64) vs copy bandwidth %.0f GB/s\n\n", copy_gbps);
-    printf("| shape (in x out) | m | us | GB/s | of copy | cuBLAS fp16 us | speedup |\n");
-    printf("| --- | --- | --- | --- | --- | --- | --- |\n");
+    printf("### AWQ decode matmul vs copy bandwidth %.0f GB/s (graph replays of a rotation past L2)\n\n", copy_gbps);
+    printf("gemv = registers GEMV (gemv.cu; default 8 tile pairs per block, PDL launch); wn4 = 4 pairs; occ3 = "
+           "3 blocks per SM; ring = the earlier cp.async-ring GEMV; above 8 rows: skinny, and gemv in passes of 8\n\n");
+    printf("| shape (in x out) | m | kernel | us | GB/s | of copy | cuBLAS fp16 us | speedup |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     static const int ms[] = {1, 4, 8, 16, 64};
+    /* decode variants: name, kernel, AWQ_CUDA_GEMV_WN (NULL: default) */
+    static const struct { const char *name; int kernel; const char *env, *val; } dv[] = {
+        {"gemv (wn8, pdl)", CU_QMM_GEMV, NULL, NULL},
+        {"gemv wn4", CU_QMM_GEMV, "AWQ_CUDA_GEMV_WN", "4"},
+        {"gemv occ3", CU_QMM_GEMV, "AWQ_CUDA_GEMV_OCC", "3"},
+        {"gemv no pdl", CU_QMM_GEMV, "AWQ_CUDA_NO_PDL", "1"},
+        {"ring", CU_QMM_GEMV_RING, NULL, NULL},
+    };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
             double us = 0, bytes = 0, cub = 0;
-            if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, ms[i], ms[i] <= 8 ? CU_QMM_GEMV : CU_QMM_SKINNY, 21, &us, &bytes))
-                fail("qmm", err);
             if (cu_bench_cublas(err, 0, ms[i], shapes[s].out, shapes[s].in, 11, &cub)) fail("cublas", err);
-            double gbps = bytes / (us * 1e-6) / 1e9;
-            printf("| %s %dx%d | %d | %.2f | %.0f | %.2f | %.2f | %.2fx |\n", shapes[s].name,
-                   shapes[s].in, shapes[s].out, ms[i], us, gbps, gbps / copy_gbps, cub, cub / us);
-            if (ms[i] == 1) { /* the narrow variant (twice the warps per SM), for tuning */
-                if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, 1, CU_QMM_GEMV_NARROW, 21, &us, &bytes))
+            /* above 8 rows: skinny, and the GEMV in passes of 8 rows (a weight re-read each) */
+            size_t nv = ms[i] <= 8 ? sizeof dv / sizeof dv[0] : 2;
+            for (size_t v = 0; v < nv; v++) {
+                int kern = ms[i] <= 8 || v == 0 ? dv[v].kernel : CU_QMM_SKINNY;
+                if ((ms[i] <= 8 || v == 0) && dv[v].env) setenv(dv[v].env, dv[v].val, 1);
+                if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, ms[i], kern, 21, &us, &bytes))
                     fail("qmm", err);
-                gbps = bytes / (us * 1e-6) / 1e9;
-                printf("| %s %dx%d (narrow) | 1 | %.2f | %.0f | %.2f | | |\n", shapes[s].name, shapes[s].in,
-                       shapes[s].out, us, gbps, gbps / copy_gbps);
+                double gbps = bytes / (us * 1e-6) / 1e9;
+                printf("| %s %dx%d | %d | %s | %.2f | %.0f | %.2f | %.2f | %.2fx |\n", shapes[s].name,
+                       shapes[s].in, shapes[s].out, ms[i], ms[i] <= 8 || v == 0 ? dv[v].name : "skinny", us, gbps,
+                       gbps / copy_gbps, cub, cub / us);
+                fflush(stdout);
+                if (dv[v].env) unsetenv(dv[v].env);
             }
-            fflush(stdout);
         }
     printf("\n### AWQ prefill matmul (tiled kernel) vs cuBLAS fp16 (TFLOP/s)\n\n");
     printf("| shape (in x out) | m | AWQ us | AWQ TFLOP/s | cuBLAS us | cuBLAS TFLOP/s | ratio |\n");

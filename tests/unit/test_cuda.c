@@ -1,7 +1,8 @@
 /* test_cuda.c - the CUDA backend against the CPU reference.
  *
  * Covers: device discovery (skips cleanly without CUDA or without a device), shape checks of
- * the AWQ upload (messages included), both AWQ matmul kernels (skinny and tiled) on random
+ * the AWQ upload (messages included), every AWQ matmul kernel (gemv and its variants, the
+ * ring gemv, skinny, tiled) on random
  * shapes including padded k and ragged n/m, compared with eng_qlinear_dequant_row in fp32, and
  * the whole GPU forward against eng_cpu_backend on synthetic in-memory models and on small
  * checkpoints written by awq-mkmodel and loaded from disk (logits within tolerance, greedy ids
@@ -137,6 +138,8 @@ static void test_shapes(void) {
     CHECK_CONTAINS(err, "m 0 must be positive");
     CHECK_EQ(cu_qlin_matmul(err, q, x, 1, y, 7), AWQ_EINVAL);
     CHECK_CONTAINS(err, "unknown kernel 7");
+    CHECK_EQ(cu_qlin_matmul(err, q, x, 1, y, CU_QMM_LAST + 1), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "unknown kernel");
     CHECK_EQ(cu_qlin_bytes(q), 512 + 48); /* one n8 x k128 chunk + one group of zeros/scales */
     cu_qlin_free(q);
     cu_qlin_free(NULL);
@@ -171,9 +174,17 @@ static void test_qmm(void) {
             float *x = malloc((size_t)m * r.l.in * sizeof(float));
             float *y = malloc((size_t)m * r.l.out * sizeof(float));
             for (size_t i = 0; i < (size_t)m * r.l.in; i++) x[i] = rndf(-2.0f, 2.0f);
-            for (int kern = CU_QMM_AUTO; kern <= CU_QMM_GEMV_NARROW; kern++) {
+            /* every kernel, then the GEMV's tuning variants (gemv.cu reads the environment on
+             * each call): 4 tile pairs per block, the 80-register build, no PDL */
+            static const char *const tune[][2] = {
+                {"AWQ_CUDA_GEMV_WN", "4"}, {"AWQ_CUDA_GEMV_OCC", "3"}, {"AWQ_CUDA_NO_PDL", "1"}};
+            const int ntune = (int)(sizeof tune / sizeof tune[0]);
+            for (int kv = CU_QMM_AUTO; kv <= CU_QMM_LAST + ntune; kv++) {
+                int kern = kv <= CU_QMM_LAST ? kv : CU_QMM_GEMV;
+                if (kv > CU_QMM_LAST) setenv(tune[kv - CU_QMM_LAST - 1][0], tune[kv - CU_QMM_LAST - 1][1], 1);
                 memset(y, 0, (size_t)m * r.l.out * sizeof(float));
                 rc = cu_qlin_matmul(err, q, x, m, y, kern);
+                if (kv > CU_QMM_LAST) unsetenv(tune[kv - CU_QMM_LAST - 1][0]);
                 CHECK_EQ(rc, 0);
                 if (rc) {
                     fprintf(stderr, "  %s\n", err);
@@ -181,8 +192,9 @@ static void test_qmm(void) {
                 }
                 double e = qmm_rel_err(&r.l, x, m, y);
                 if (e > 3e-3)
-                    fprintf(stderr, "  in %d out %d group %d m %d kernel %d: rel err %g\n", r.l.in,
-                            r.l.out, r.l.group, m, kern, e);
+                    fprintf(stderr, "  in %d out %d group %d m %d kernel %d%s%s: rel err %g\n", r.l.in,
+                            r.l.out, r.l.group, m, kern, kv > CU_QMM_LAST ? " with " : "",
+                            kv > CU_QMM_LAST ? tune[kv - CU_QMM_LAST - 1][0] : "", e);
                 CHECK(e <= 3e-3);
             }
             free(x);

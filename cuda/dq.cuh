@@ -1,0 +1,82 @@
+/* dq.cuh - the AWQ dequantization and input helpers shared by the matmul kernels (qmm.cu,
+ * gemv.cu): nibbles to exact fp16 in mma fragment order, the per-group scale fold, the fused
+ * input loads (fp16, RMSNorm, SwiGLU) and the zeros/scales fetch.
+ *
+ * Internal to cuda/: nothing here crosses into C.
+ */
+#ifndef CU_DQ_CUH
+#define CU_DQ_CUH
+
+#include "helpers.cuh"
+#include "internal.cuh"
+
+/* ------------------------------------------------------------------ dequant ---- */
+/* Four B fragments from one packed word: one shift and four lop3 make fp16 1024 + q (mask
+ * 0x000F) or 1024 + 16 q (mask 0x00F0, the next nibble, no shift), then one exact fp16 op
+ * gives q - z (hsub2 with 1024 + z, or hfma2 with 1/16 and -(64 + z)). The scale is applied
+ * in fp32 to the mma partial sums once per group (cu_fold), so the fp16 values are exact.
+ * Pair j of the word sits at k16 step j & 1, fragment half j >> 1 (see the repack).
+ * b[0], b[1]: step 0 {b0b1, b2b3}; b[2], b[3]: step 1. */
+__device__ __forceinline__ void cu_dq4(uint32_t q, uint32_t zz, uint32_t *b) {
+    const half2 zf = __low2half2(*reinterpret_cast<half2 *>(&zz));
+    const half2 z16 = __high2half2(*reinterpret_cast<half2 *>(&zz));
+    const half2 k16 = __float2half2_rn(0.0625f);
+    const uint32_t q8 = q >> 8;
+    uint32_t h0 = (q & 0x000F000Fu) | 0x64006400u, h1 = (q & 0x00F000F0u) | 0x64006400u;
+    uint32_t h2 = (q8 & 0x000F000Fu) | 0x64006400u, h3 = (q8 & 0x00F000F0u) | 0x64006400u;
+    b[0] = cu_h2u(__hsub2(*reinterpret_cast<half2 *>(&h0), zf));
+    b[1] = cu_h2u(__hsub2(*reinterpret_cast<half2 *>(&h2), zf));
+    b[2] = cu_h2u(__hfma2(*reinterpret_cast<half2 *>(&h1), k16, z16));
+    b[3] = cu_h2u(__hfma2(*reinterpret_cast<half2 *>(&h3), k16, z16));
+}
+
+/* acc += scale (of columns 2q, 2q+1 in ss) * p; p = 0. */
+__device__ __forceinline__ void cu_fold(float *acc, float *p, uint32_t ss) {
+    float2 s = __half22float2(*reinterpret_cast<half2 *>(&ss));
+    acc[0] += s.x * p[0];
+    acc[1] += s.y * p[1];
+    acc[2] += s.x * p[2];
+    acc[3] += s.y * p[3];
+    p[0] = p[1] = p[2] = p[3] = 0.0f;
+}
+
+__device__ __forceinline__ uint32_t u4c(const uint4 &v, int e) {
+    return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
+}
+
+/* Eight fp16 inputs of row r from k (a multiple of 8), made as the input mode says: fp16 as
+ * stored, rmsnorm(x) * w from the fp32 residual (same arithmetic as cuo_rmsnorm), or
+ * silu(g) * u from the fp32 gate|up rows (same as cuo_swiglu). */
+__device__ __forceinline__ uint4 cuq_load8(const cuq_in &in, int r, int k, float rinv) {
+    if (in.mode == CUQ_IN_F16) return *reinterpret_cast<const uint4 *>(in.x + (size_t)r * in.ldx + k);
+    const float4 *p = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf + k);
+    float4 a = p[0], b = p[1];
+    float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    if (in.mode == CUQ_IN_RMSNORM) {
+        const uint4 wv = *reinterpret_cast<const uint4 *>(in.norm + k);
+        const half *w = reinterpret_cast<const half *>(&wv);
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = v[i] * rinv * __half2float(w[i]);
+    } else {
+        const float4 *pu = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf + in.up_off + k);
+        float4 c = pu[0], d = pu[1];
+        float u[8] = {c.x, c.y, c.z, c.w, d.x, d.y, d.z, d.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) v[i] = v[i] / (1.0f + __expf(-v[i])) * u[i];
+    }
+    uint4 o;
+    half2 *h = reinterpret_cast<half2 *>(&o);
+#pragma unroll
+    for (int i = 0; i < 4; i++) h[i] = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+    return o;
+}
+
+/* Zeros/scales of group g for a lane: zz for column lane/4 (the B fragment's n), ss for
+ * columns 2 (lane%4) and +1 (the accumulator's n). */
+__device__ __forceinline__ void cu_ld_zs(const uint32_t *tile_sz, int g, int lane, uint32_t &zz, uint32_t &ss) {
+    const uint32_t *p = tile_sz + (size_t)g * CU_SZ_WORDS;
+    zz = p[lane >> 2];
+    ss = p[8 + (lane & 3)];
+}
+
+#endif
