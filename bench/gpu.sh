@@ -5,7 +5,8 @@
 #
 #   bench/gpu.sh [all|test|kernels|model|sass|profile]    (default all)
 # env: AWQ_GPU_ARCH (default 90), AWQ_MEMCHECK_S (memcheck time limit, default 300), AWQ_MODEL_AB=1
-# (the model table again with AWQ_CUDA_NO_PDL=1), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
+# (the model table again with AWQ_CUDA_NO_PDL=1), AWQ_MODEL_OLD=1 (again without the dense path and
+# the tensor-core attention: the baseline), AWQ_PREBUILT=DIR (carried binaries, see below), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
 # --preset shisa7b when absent), AWQ_SANITIZE_GPU=0 skips memcheck.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -18,21 +19,30 @@ bd=build-gpu
 t0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
-# -Werror off: the box's gcc at -O3 flags maybe-uninitialized in code other modules own
-cmake -S . -B $bd -G Ninja -DCMAKE_BUILD_TYPE=Release -DAWQ_CUDA=ON -DAWQ_WERROR=OFF -DCMAKE_CUDA_ARCHITECTURES=$arch \
-    >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
-targets="test_cuda gpu_bench"
-[ -d tools/awq-mkmodel ] && targets="$targets awq-mkmodel"
-ninja -C $bd -j16 $targets >>"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
-echo "build: $(( $(date +%s) - t0 )) s"
+# AWQ_PREBUILT=DIR: binaries built elsewhere (same sm_90 build, carried with the call) save the
+# ~1-2 min compile of a fresh machine; used when they start here, else we build.
+bin=$bd/bin
+if [ -n "${AWQ_PREBUILT:-}" ] && [ -x "$AWQ_PREBUILT/test_cuda" ] && ! ldd "$AWQ_PREBUILT/test_cuda" | grep -q "not found" \
+    && ! ldd "$AWQ_PREBUILT/gpu_bench" | grep -q "not found"; then
+    bin=$AWQ_PREBUILT
+    echo "prebuilt binaries: $bin"
+else
+    # -Werror off: the box's gcc at -O3 flags maybe-uninitialized in code other modules own
+    cmake -S . -B $bd -G Ninja -DCMAKE_BUILD_TYPE=Release -DAWQ_CUDA=ON -DAWQ_WERROR=OFF -DCMAKE_CUDA_ARCHITECTURES=$arch \
+        >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
+    targets="test_cuda gpu_bench"
+    [ -d tools/awq-mkmodel ] && targets="$targets awq-mkmodel"
+    ninja -C $bd -j16 $targets >>"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
+    echo "build: $(( $(date +%s) - t0 )) s"
+fi
 
 md=${AWQ_MODEL_DIR:-/tmp/shisa7b}
 # the 7B-shaped checkpoint on local disk (awq-mkmodel --preset shisa7b, ~5.6 GB)
 ensure_model() {
     if [ ! -f "$md/config.json" ]; then
-        [ -x $bd/bin/awq-mkmodel ] || { echo "awq-mkmodel not built"; exit 1; }
+        [ -x $bin/awq-mkmodel ] || { echo "awq-mkmodel not built"; exit 1; }
         t1=$(date +%s)
-        $bd/bin/awq-mkmodel -o "$md" --tokenizer .cache/tokenizer/tokenizer.json --preset shisa7b \
+        $bin/awq-mkmodel -o "$md" --tokenizer .cache/tokenizer/tokenizer.json --preset shisa7b \
             >>"$out/build.log" 2>&1 || { tail -5 "$out/build.log"; exit 1; }
         echo "awq-mkmodel shisa7b: $(( $(date +%s) - t1 )) s"
     fi
@@ -40,10 +50,10 @@ ensure_model() {
 
 summary=""
 if [ "$what" = all ] || [ "$what" = test ]; then
-    export AWQ_SRC=$PWD AWQ_BIN=$PWD/$bd/bin AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json
-    $bd/bin/test_cuda >"$out/test.log" 2>&1
+    export AWQ_SRC=$PWD AWQ_BIN=$(cd $bin && pwd) AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json
+    $bin/test_cuda >"$out/test.log" 2>&1
     rc=$?
-    grep -E "FAIL|worst|passed|SKIP|device 0" "$out/test.log" | head -40
+    grep -E "FAIL|worst|passed|SKIP|device 0|rel err" "$out/test.log" | head -60
     summary+="| unit.cuda | rc $rc: $(grep -E 'passed, ' "$out/test.log" | tail -1) |"$'\n'
 fi
 # instruction mix of the decode GEMV kernels (group 128): 16-byte loads, no local memory
@@ -53,39 +63,44 @@ sass() {
         | grep -oE '^ +/\*[0-9a-f]+\*/ +[A-Z0-9_.]+' | awk '{print $2}' | sort | uniq -c | sort -rn | head -18 \
         | awk -v k="$2" 'BEGIN {printf "%s: ", k} {printf "%s %s; ", $2, $1} END {print ""}'
 }
-if [ "$what" = all ] || [ "$what" = sass ] || [ "$what" = profile ]; then
+if [ "$what" = sass ] || [ "$what" = profile ]; then
     sass gemv kernel_qmm_gemv_ldgILi4ELi8ELi2E
     sass qmm kernel_qmm_gemvILi4ELi2
-fi
-if [ "$what" = all ] || [ "$what" = kernels ]; then
-    $bd/bin/gpu_bench >"$out/kernels.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
 fi
 if [ "$what" = all ] || [ "$what" = model ]; then
     ensure_model
     cat "$md"/*.safetensors >/dev/null # warm page cache: we measure page cache -> GPU
-    $bd/bin/gpu_bench --no-kernels --model "$md" >"$out/model.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
+    $bin/gpu_bench --no-kernels --model "$md" >"$out/model.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
     if [ -n "${AWQ_MODEL_AB:-}" ]; then # the same without programmatic dependent launch
-        { echo "#### the same with AWQ_CUDA_NO_PDL=1"; AWQ_CUDA_NO_PDL=1 $bd/bin/gpu_bench --no-kernels --model "$md" | grep -E "decode|prefill"; } \
+        { echo "#### the same with AWQ_CUDA_NO_PDL=1"; AWQ_CUDA_NO_PDL=1 $bin/gpu_bench --no-kernels --model "$md" | grep -E "decode|prefill"; } \
             >>"$out/model.md" 2>>"$out/err.log"
     fi
+    if [ -n "${AWQ_MODEL_OLD:-}" ]; then # baseline on the same card: no dense path, no tensor-core attention
+        { echo; echo "#### the same with AWQ_CUDA_DENSE_MIN=1000000 AWQ_CUDA_ATT_MIN=1000000 (mma.sync kernels only)";
+          AWQ_CUDA_DENSE_MIN=1000000 AWQ_CUDA_ATT_MIN=1000000 $bin/gpu_bench --no-kernels --model "$md" | grep -E "decode|prefill"; } \
+            >>"$out/model.md" 2>>"$out/err.log"
+    fi
+fi
+if [ "$what" = all ] || [ "$what" = kernels ]; then
+    $bin/gpu_bench >"$out/kernels.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
 fi
 # memcheck last (slow): small shapes only, bounded by AWQ_MEMCHECK_S (default 300 s)
 if { [ "$what" = all ] || [ "$what" = test ]; } && [ "${AWQ_SANITIZE_GPU:-1}" = 1 ]; then
     AWQ_TEST_QUICK=1 timeout "${AWQ_MEMCHECK_S:-300}" compute-sanitizer --tool memcheck --leak-check full \
-        --report-api-errors no --error-exitcode 9 $bd/bin/test_cuda >/tmp/memcheck.log 2>&1
+        --report-api-errors no --error-exitcode 9 $bin/test_cuda >/tmp/memcheck.log 2>&1
     rc=$?
     cat /tmp/memcheck.log >>"$out/test.log"
-    summary+="| memcheck unit.cuda | rc $rc: $(grep -E 'ERROR SUMMARY' /tmp/memcheck.log | tail -1) |"$'\n'
+    summary+="| memcheck unit.cuda | rc $rc: $(grep -E 'ERROR SUMMARY' /tmp/memcheck.log | tail -1); $(grep -c '^========= Invalid' /tmp/memcheck.log) invalid accesses, $(grep -cE '^-- cuda-' /tmp/memcheck.log) cases reached |"$'\n'
 fi
 if [ "$what" = profile ]; then
     # the limiting kernels under Nsight Compute: the skinny matmul on gate_up at m=1, and every
     # kernel of one batch-1 decode step (graphs off so each launch is visible)
     ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
-        -k regex:kernel_qmm_gemv_ldg -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bd/bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
+        -k regex:kernel_qmm_gemv_ldg -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
     grep -vE "^==PROF==|^\s*$|----" "$out/profile.txt" | grep -E "Duration|DRAM Throughput|Compute .SM|Achieved Occupancy|Theoretical Occ|Warp Cycles Per Issued|stalled" | awk '$NF+0 > 0.05 || !/stalled/' | head -40
     ensure_model
     AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv --launch-skip 740 --launch-count 230 \
-        $bd/bin/gpu_bench --model "$md" --profile-decode >/tmp/ncu_decode.csv 2>>"$out/err.log"
+        $bin/gpu_bench --model "$md" --profile-decode >/tmp/ncu_decode.csv 2>>"$out/err.log"
     python3 - /tmp/ncu_decode.csv <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]

@@ -110,6 +110,27 @@ static size_t act_bytes(const cu_state *s) {
            (size_t)4 * MT * 4;
 }
 
+/* The dense path's weight scratch (the largest linear as fp16 (out, kp)), at least big enough
+ * for 16 query rows of prefill attention scores over lcap keys; and the attention's K/V/Q
+ * scratch. Keys a segment can see: the whole context, or the window plus one chunk. */
+static int tc_lcap(const cu_state *s) {
+    if (s->window > 0 && (long long)s->window + CU_MAX_TOK < s->max_ctx) return s->window + CU_MAX_TOK;
+    return s->max_ctx;
+}
+static size_t dense_scratch_bytes(const cu_state *s, size_t wmax) {
+    size_t sp = cua_tc_score_bytes(s->heads, 16, tc_lcap(s));
+    return wmax > sp ? wmax : sp;
+}
+static size_t tc_kvq_bytes(const cu_state *s) {
+    return (size_t)2 * s->kv_heads * tc_lcap(s) * s->hd * 2 + (size_t)s->heads * CU_MAX_TOK * s->hd * 2;
+}
+static size_t dense_fp16_bytes(int in, int out) { return (size_t)out * ((size_t)(in + 127) / 128 * 128) * 2; }
+
+static int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : dflt;
+}
+
 static int upload_layer(char *err, cu_state *s, int i, void *stage, size_t stage_len) {
     const eng_layer *L = &s->m->layers[i];
     cu_layer *d = &s->layers[i];
@@ -184,7 +205,17 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
                     qw_bytes(L->gate.in, 2 * s->I, L->gate.group) + qw_bytes(L->down.in, L->down.out, L->down.group) +
                     (size_t)s->H * 4;
         }
-        need += act_bytes(s) + (size_t)o->max_ctx * (s->hd / 2) * 8;
+        size_t wmax = 0;
+        for (int i = 0; i < c->layers; i++) {
+            const eng_layer *L = &m->layers[i];
+            size_t b[4] = {dense_fp16_bytes(L->q.in, s->qd + 2 * s->kvd), dense_fp16_bytes(L->o.in, L->o.out),
+                           dense_fp16_bytes(L->gate.in, 2 * s->I), dense_fp16_bytes(L->down.in, L->down.out)};
+            for (int j = 0; j < 4; j++)
+                if (b[j] > wmax) wmax = b[j];
+        }
+        s->dense_len = dense_scratch_bytes(s, wmax);
+        s->scratch_bytes = s->dense_len + tc_kvq_bytes(s);
+        need += act_bytes(s) + s->scratch_bytes + (size_t)o->max_ctx * (s->hd / 2) * 8;
         size_t fr = 0, tot = 0;
         CU_GOTO(err, rc, fail, cudaMemGetInfo(&fr, &tot));
         size_t min_kv = (size_t)c->layers * 2 * s->kvd * 2 * CU_KV_BS; /* one block */
@@ -272,6 +303,29 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
         CU_GOTO(err, rc, fail, cudaMemset(s->gu, 0, MT * s->I * 8));
         CU_GOTO(err, rc, fail, cudaMallocHost(&s->h_meta, 4 * MT * 4));
         CU_GOTO(err, rc, fail, cudaMallocHost(&s->h_am, (size_t)s->max_seqs * 4));
+    }
+
+    /* ---- dense path and prefill attention scratch (sized in the fit check above) ---- */
+    {
+        s->tc.lcap = tc_lcap(s);
+        s->tc.qcap = CU_MAX_TOK;
+        size_t kvb = (size_t)s->kv_heads * s->tc.lcap * s->hd * 2;
+        if ((rc = dmalloc(err, (void **)&s->dense, s->dense_len, "dense-path weight scratch")) ||
+            (rc = dmalloc(err, (void **)&s->tc.k, kvb, "attention scratch")) ||
+            (rc = dmalloc(err, (void **)&s->tc.v, kvb, "attention scratch")) ||
+            (rc = dmalloc(err, (void **)&s->tc.q, (size_t)s->heads * CU_MAX_TOK * s->hd * 2, "attention scratch")))
+            goto fail;
+        s->tc.sp = s->dense;
+        s->tc.sp_bytes = s->dense_len;
+        s->segs = (cu_seg *)calloc(CU_MAX_TOK, sizeof *s->segs);
+        if (!s->segs) {
+            rc = awq_seterr(err, AWQ_ENOMEM, "out of memory");
+            goto fail;
+        }
+        s->dense_min = cuq_dense_min();
+        s->att_min = env_int("AWQ_CUDA_ATT_MIN", CU_ATT_MIN_DEFAULT);
+        if (s->att_min < 1) s->att_min = 1;
+        s->att_qb = env_int("AWQ_CUDA_ATT_QB", 0);
     }
 
     /* ---- KV pool ---- */
@@ -364,6 +418,11 @@ static void cu_destroy(void *state) {
     cudaFree(s->logits);
     cudaFree(s->d_am);
     cudaFree(s->d_meta);
+    cudaFree(s->dense);
+    cudaFree(s->tc.k);
+    cudaFree(s->tc.v);
+    cudaFree(s->tc.q);
+    free(s->segs);
     cudaFreeHost(s->h_meta);
     cudaFreeHost(s->h_am);
     if (s->cb) cublasDestroy(s->cb);
@@ -396,9 +455,11 @@ static void cu_slot_free(void *state, int slot) {
 
 static void cu_memory(void *state, size_t *weights, size_t *kv) {
     cu_state *s = (cu_state *)state;
-    if (weights) *weights = s->weight_bytes;
+    if (weights) *weights = s->weight_bytes + s->scratch_bytes;
     if (kv) *kv = s->kv_bytes;
 }
+
+size_t cu_scratch_bytes(const void *state) { return state ? ((const cu_state *)state)->scratch_bytes : 0; }
 
 static int cu_forward(char *err, void *state, const eng_batch *b) {
     cu_state *s = (cu_state *)state;

@@ -111,7 +111,28 @@ int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int rep
     cudaGraphExec_t exec = NULL;
     std::vector<double> ms;
     int rc = 0;
+    /* CU_QMM_DENSE: dequant + cuBLAS per call, through one scratch matrix as in the forward */
+    cublasHandle_t cb = NULL;
+    half *dense = NULL;
+    void *ws = NULL;
+    auto call = [&](int i) -> int {
+        if (kernel == CU_QMM_DENSE)
+            return cuq_dense(err, cb, &qs[i], x, in, m, y, out, true, dense, cuq_dense_bytes(&qs[i]), st);
+        return cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, st);
+    };
     CU_GOTO(err, rc, done, cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    if (kernel == CU_QMM_DENSE) {
+        if ((rc = cuq_cublas_status(err, "cublasCreate", cublasCreate(&cb)))) {
+            cb = NULL;
+            goto done;
+        }
+        if ((rc = cuq_cublas_status(err, "cublasSetStream", cublasSetStream(cb, st)))) goto done;
+        /* a fixed workspace, set after the stream (which resets it): graph capture must not allocate */
+        CU_GOTO(err, rc, done, cudaMalloc(&ws, (size_t)32 << 20));
+        if ((rc = cuq_cublas_status(err, "cublasSetWorkspace", cublasSetWorkspace(cb, ws, (size_t)32 << 20))))
+            goto done;
+        CU_GOTO(err, rc, done, cudaMalloc(&dense, cuq_dense_bytes(&q0)));
+    }
     for (int i = 0; i < nrot; i++) {
         CU_GOTO(err, rc, done, cudaMalloc(&qs[i].w, wb));
         CU_GOTO(err, rc, done, cudaMalloc(&qs[i].sz, sb));
@@ -126,7 +147,7 @@ int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int rep
     CU_GOTO(err, rc, done, cudaEventCreate(&e1));
     CU_GOTO(err, rc, done, cudaDeviceSynchronize());
     for (int i = 0; i < nrot; i++) { /* warm-up: module load, smem attribute */
-        rc = cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, st);
+        rc = call(i);
         if (rc) goto done;
     }
     CU_GOTO(err, rc, done, cudaStreamSynchronize(st));
@@ -134,7 +155,7 @@ int cu_bench_qmm(char *err, int dev, int in, int out, int m, int kernel, int rep
      * us per call) would otherwise be what a 3-8 us kernel measures */
     CU_GOTO(err, rc, done, cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
     for (int i = 0; i < nrot; i++) {
-        rc = cuq_matmul(err, &qs[i], x, in, m, y, out, true, kernel, st);
+        rc = call(i);
         if (rc) {
             cudaStreamEndCapture(st, &graph);
             goto done;
@@ -160,6 +181,9 @@ done:
     if (graph) cudaGraphDestroy(graph);
     if (st) cudaStreamDestroy(st);
     for (int i = 0; i < nrot; i++) cuq_release(&qs[i]);
+    if (cb) cublasDestroy(cb);
+    cudaFree(ws);
+    cudaFree(dense);
     cudaFree(x);
     cudaFree(y);
     cudaEventDestroy(e0);

@@ -39,9 +39,13 @@ enum {
     CU_QMM_GEMV = 3,
     CU_QMM_GEMV_NARROW = 4,
     CU_QMM_GEMV_RING = 5,
-    CU_QMM_LAST = CU_QMM_GEMV_RING
+    CU_QMM_DENSE = 6,
+    CU_QMM_LAST = CU_QMM_DENSE
 };
-/* GEMV_NARROW: GEMV with 32 columns per block instead of 64 (fewer k splits; tuning).
+/* DENSE: dequantize W into an fp16 scratch matrix, then cuBLAS (tensor-op GEMM, fp32
+ * accumulate): the forward pass uses it for steps of many tokens (docs/cuda.md). AUTO never
+ * picks it in cu_qlin_matmul, which runs it only when asked (it allocates the scratch).
+ * GEMV_NARROW: GEMV with 32 columns per block instead of 64 (fewer k splits; tuning).
  * GEMV_RING: the earlier GEMV that streams weights through a per-warp cp.async ring (kept as
  * the measured baseline). */
 #define CU_QMM_SKINNY_MAX 64
@@ -63,6 +67,11 @@ size_t cu_qlin_bytes(const cu_qlin *q);
  * its activations), accumulation is fp32. kernel: CU_QMM_*. Both arrays borrowed. */
 AWQ_NODISCARD int cu_qlin_matmul(char *err, cu_qlin *q, const float *x, int m, float *y, int kernel)
     AWQ_NONNULL(2, 3, 5);
+
+/* Device bytes of the eng_cuda_backend state behind `state` (borrowed) that are scratch for
+ * the dense path and prefill attention (also inside memory()'s weights figure): bench/ takes
+ * them out of the bytes a decode step streams. */
+size_t cu_scratch_bytes(const void *state);
 
 /* ---- probes for bench/gpu_bench (median of reps, device events) ---- */
 /* Device-to-device copy of bytes; *gbps counts bytes read plus bytes written. */

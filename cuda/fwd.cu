@@ -9,9 +9,14 @@
  * (cuBLAS) gives logits and kernel_argmax the greedy id, so only n_seq ints cross to the host
  * unless the caller wants the full logits.
  *
- * Chunks of at most CU_QMM_SKINNY_MAX tokens (decode, small batches) use the gemv/skinny
- * kernels with the RMSNorms and the SwiGLU fused into their input loads (no xn/h buffers, no
- * memsets: see cua_rope_kv); larger chunks run the tiled kernel with separate norm kernels.
+ * Chunks of at least s->dense_min tokens (CU_DENSE_MIN_DEFAULT: prefill, large batches)
+ * dequantize each AWQ linear into fp16 scratch and run cuBLAS (dense.cu), with separate norm
+ * and SwiGLU kernels and the residual add as beta = 1; smaller chunks (decode, small batches)
+ * use the gemv/skinny kernels with the RMSNorms and the SwiGLU fused into their input loads
+ * (no xn/h buffers, no memsets: see cua_rope_kv). The tiled mma.sync kernel remains for chunks
+ * above CU_QMM_SKINNY_MAX when the dense path is switched off (AWQ_CUDA_DENSE_MIN).
+ * Attention: runs of at least s->att_min consecutive positions of one sequence (prompts) go
+ * through the tensor-core path (attn_tc.cu), everything else through the flash-decoding kernel.
  *
  * Decode steps (every sequence feeds one token) replay a CUDA graph captured once per (batch
  * size, attention splits): tokens, slots and positions live in device memory (d_meta, d_bt)
@@ -31,16 +36,51 @@
 static int meta_off(int which) { return which * CU_MAX_TOK; }
 
 /* ------------------------------------------------------------------ one chunk ---- */
+static int pick_splits(const cu_state *s, int T, int maxlen);
+
+/* One AWQ linear of a large step: dequant + cuBLAS (dense) or the tiled mma.sync kernel. */
+static int lin(char *err, cu_state *s, bool dense, const cu_qw *w, const half *x, int ldx, int T, float *y, int ldy,
+               bool acc) {
+    if (dense) return cuq_dense(err, s->cb, w, x, ldx, T, y, ldy, acc, s->dense, s->dense_len, s->st);
+    return cuq_matmul(err, w, x, ldx, T, y, ldy, acc, CU_QMM_TILED, s->st);
+}
+
+/* Attention of the chunk: segments of at least att_min queries on tensor cores (cuBLAS), the
+ * rest (and every token when s->nseg == 0) through the flash-decoding kernel. */
+static int run_attention(char *err, cu_state *s, int T, int splits, const cu_kv *kv) {
+    const int *tslot = s->d_meta + meta_off(META_SLOT), *tpos = s->d_meta + meta_off(META_POS);
+    if (s->nseg == 0)
+        return cua_attention(err, s->q, T, s->heads, tslot, tpos, kv, s->window, splits, s->part, s->att, s->st);
+    for (int i = 0; i < s->nseg; i++) {
+        const cu_seg *g = &s->segs[i];
+        const size_t off = (size_t)g->t0 * s->qd;
+        int rc;
+        if (g->n >= s->att_min) {
+            rc = cua_attention_tc(err, s->cb, s->q + off, g->n, s->heads, g->slot, g->pos0, kv, s->window, &s->tc,
+                                  s->att_qb, s->att + off, s->st);
+        } else {
+            const int last = g->pos0 + g->n - 1;
+            const int lo = (s->window > 0 && last - s->window + 1 > 0) ? last - s->window + 1 : 0;
+            rc = cua_attention(err, s->q + off, g->n, s->heads, tslot + g->t0, tpos + g->t0, kv, s->window,
+                               pick_splits(s, g->n, last - lo + 1), s->part, s->att + off, s->st);
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, int splits) {
     const int *tok = s->d_meta + meta_off(META_TOK), *tslot = s->d_meta + meta_off(META_SLOT);
     const int *tpos = s->d_meta + meta_off(META_POS), *lastrows = s->d_meta + meta_off(META_LAST);
     const int qkvd = s->qd + 2 * s->kvd;
+    /* many tokens: weights dequantized to fp16 per linear and cuBLAS (docs/cuda.md) */
+    const bool dense = T >= s->dense_min;
     int rc;
     if ((rc = cuo_embed(err, s->embed, tok, T, s->H, s->x, s->st))) return rc;
     for (int li = 0; li < s->L; li++) {
         const cu_layer *d = &s->layers[li];
         cu_kv kv = {s->kpool, s->vpool, s->d_bt, s->maxb, s->nblocks, s->kv_heads, s->hd, li};
-        if (T <= CU_QMM_SKINNY_MAX) {
+        if (T <= CU_QMM_SKINNY_MAX && !dense) {
             /* decode: the norms and SwiGLU are fused into the matmuls' input loads, and the
              * split-K outputs start from the zeros cua_rope_kv leaves (no memsets) */
             const int dk = T <= 8 ? CU_QMM_GEMV : CU_QMM_SKINNY;
@@ -55,8 +95,7 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
                                     s->st)) ||
                 (rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, &kv, s->q, s->gu, 2 * s->I,
                                   s->st)) ||
-                (rc = cua_attention(err, s->q, T, s->heads, tslot, tpos, &kv, s->window, splits, s->part, s->att,
-                                    s->st)) ||
+                (rc = run_attention(err, s, T, splits, &kv)) ||
                 (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, dk, s->st)))
                 return rc;
             in.norm = d->ffn_norm;
@@ -72,16 +111,17 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
                 return rc;
             continue;
         }
+        /* the qkv and gate|up outputs are overwritten (beta 0 / store), and cua_rope_kv leaves
+         * the qkv rows zero again, as the decode path expects of them */
         if ((rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->attn_norm, s->eps, s->xn, s->st)) ||
-            (rc = cuq_matmul(err, &d->qkv, s->xn, s->H, T, s->qkv, qkvd, false, CU_QMM_TILED, s->st)) ||
+            (rc = lin(err, s, dense, &d->qkv, s->xn, s->H, T, s->qkv, qkvd, false)) ||
             (rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, &kv, s->q, NULL, 0, s->st)) ||
-            (rc = cua_attention(err, s->q, T, s->heads, tslot, tpos, &kv, s->window, splits, s->part, s->att,
-                                s->st)) ||
-            (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, CU_QMM_TILED, s->st)) ||
+            (rc = run_attention(err, s, T, splits, &kv)) ||
+            (rc = lin(err, s, dense, &d->o, s->att, s->qd, T, s->x, s->H, true)) ||
             (rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->ffn_norm, s->eps, s->xn, s->st)) ||
-            (rc = cuq_matmul(err, &d->gu, s->xn, s->H, T, s->gu, 2 * s->I, false, CU_QMM_TILED, s->st)) ||
+            (rc = lin(err, s, dense, &d->gu, s->xn, s->H, T, s->gu, 2 * s->I, false)) ||
             (rc = cuo_swiglu(err, s->gu, T, s->I, s->hmid, s->st)) ||
-            (rc = cuq_matmul(err, &d->down, s->hmid, s->I, T, s->x, s->H, true, CU_QMM_TILED, s->st)))
+            (rc = lin(err, s, dense, &d->down, s->hmid, s->I, T, s->x, s->H, true)))
             return rc;
     }
     if (nlast > 0)
@@ -140,6 +180,7 @@ static int decode_graph(char *err, cu_state *s, int T, int splits, cudaGraphExec
         slot->T = 0;
     }
     cudaGraph_t graph = NULL;
+    s->nseg = 0; /* one token per sequence: the flash-decoding kernel */
     CU_RET(err, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeRelaxed));
     int rc = run_chunk(err, s, T, T, 0, splits);
     if (!rc) rc = run_head(err, s, T);
@@ -160,6 +201,26 @@ static int decode_graph(char *err, cu_state *s, int T, int splits, cudaGraphExec
 }
 
 /* ------------------------------------------------------------------ forward ---- */
+/* Cut the chunk's T tokens (h_meta) into runs of consecutive positions of one slot; nseg stays
+ * 0 when none is long enough for the tensor-core attention (one launch for all tokens). */
+static void find_segments(cu_state *s, int T) {
+    const int *h_slot = s->h_meta + meta_off(META_SLOT), *h_pos = s->h_meta + meta_off(META_POS);
+    int n = 0;
+    bool any = false;
+    for (int t = 0; t < T; t++) {
+        if (t == 0 || h_slot[t] != h_slot[t - 1] || h_pos[t] != h_pos[t - 1] + 1) {
+            s->segs[n].t0 = t;
+            s->segs[n].n = 0;
+            s->segs[n].slot = h_slot[t];
+            s->segs[n].pos0 = h_pos[t];
+            n++;
+        }
+        if (++s->segs[n - 1].n >= s->att_min) any = true;
+    }
+    s->nseg = any ? n : 0;
+}
+
+
 static int validate(char *err, const cu_state *s, const eng_batch *b) {
     if (b->n_seq <= 0 || b->n_seq > s->max_seqs)
         return awq_seterr(err, AWQ_EINVAL, "batch of %d sequences; this backend holds 1..%d", b->n_seq, s->max_seqs);
@@ -247,6 +308,7 @@ int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
             }
             CU_RET(err, cudaMemcpyAsync(s->d_meta, s->h_meta, 4 * CU_MAX_TOK * sizeof(int), cudaMemcpyHostToDevice,
                                         s->st));
+            find_segments(s, T);
             if ((rc = run_chunk(err, s, T, nlast, seq_first < 0 ? 0 : seq_first, pick_splits(s, T, maxlen))))
                 return rc;
         }

@@ -4,6 +4,7 @@
 #ifndef CU_INTERNAL_CUH
 #define CU_INTERNAL_CUH
 
+#include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
@@ -86,6 +87,24 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
 int cuq_gemv(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, int wn,
              cudaStream_t st);
 int cuq_gemv_wn(void);
+
+/* ------------------------------------------------------------------ dense path (dense.cu) ---- */
+/* Steps of at least cuq_dense_min() tokens run each AWQ linear as dequant-to-fp16 + cuBLAS
+ * GEMM: CU_DENSE_MIN_DEFAULT, or AWQ_CUDA_DENSE_MIN from the environment (A/B runs). */
+#define CU_DENSE_MIN_DEFAULT 48
+int cuq_dense_min(void);
+/* Bytes of the fp16 copy of w: (out, kp) halves. */
+size_t cuq_dense_bytes(const cu_qw *w);
+/* dst (out, kp) fp16 row-major = the dequantized weights ((q - z) * s, rounded once). */
+int cuq_dequant(char *err, const cu_qw *w, half *dst, cudaStream_t st);
+/* y (m, out) fp32 (row stride ldy) = or += x (m, in) fp16 (row stride ldx) . W through
+ * scratch (scratch_len >= cuq_dense_bytes(w), overwritten) and cublasGemmEx; the dequant
+ * launches on st, and cb must already be bound to st (cublasSetStream would drop the fixed
+ * workspace graph capture relies on). Borrows everything. */
+int cuq_dense(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, int ldx, int m, float *y, int ldy,
+              bool accumulate, half *scratch, size_t scratch_len, cudaStream_t st);
+/* A cuBLAS status as 0 / AWQ_EDEVICE (AWQ_ENOMEM for allocation failures) naming what. */
+int cuq_cublas_status(char *err, const char *what, cublasStatus_t cs);
 
 /* SM count of the current device (cached by cuq_matmul's callers). */
 int cuq_num_sms(void);

@@ -3,6 +3,7 @@
 #ifndef CU_OPS_CUH
 #define CU_OPS_CUH
 
+#include <cublas_v2.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -36,6 +37,25 @@ int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, con
  * decoding) combined through part (T, heads, splits, hd + 2) floats. out (T, heads*hd) fp16. */
 int cua_attention(char *err, const float *q, int T, int heads, const int *tslot, const int *tpos,
                   const cu_kv *kv, int window, int splits, float *part, half *out, cudaStream_t st);
+/* Scratch of the tensor-core prefill attention (attn_tc.cu); the backend allocates it once.
+ * k, v: (kv_heads, lcap, hd) fp16, a segment's keys gathered from the paged cache; q:
+ * (heads, qcap, hd) fp16; sp: sp_bytes for the scores (heads, qb, keys) fp32 then the
+ * probabilities fp16 (shared with the dense path's weight scratch). */
+typedef struct cua_tc {
+    half *k, *v, *q;
+    void *sp;
+    size_t sp_bytes;
+    int lcap, qcap;
+} cua_tc;
+/* Score scratch bytes for `rows` query rows of `heads` heads over `keys` keys. */
+size_t cua_tc_score_bytes(int heads, int rows, int keys);
+/* Causal (and sliding-window) attention of n consecutive queries of one sequence, positions
+ * pos0 .. pos0 + n - 1 in slot (host int), over that slot's cache (which already holds their
+ * K/V: cua_rope_kv ran). q (n, heads*hd) fp32 roped, out (n, heads*hd) fp16. qb_cap > 0 caps
+ * the queries per block (tests); the scratch bounds it anyway. Launches on st; cb must be
+ * bound to st already. */
+int cua_attention_tc(char *err, cublasHandle_t cb, const float *q, int n, int heads, int slot, int pos0,
+                     const cu_kv *kv, int window, const cua_tc *sc, int qb_cap, half *out, cudaStream_t st);
 /* Head sizes the attention kernels are built for. */
 bool cua_head_dim_ok(int hd);
 

@@ -751,6 +751,8 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
     }
     if (kernel == CU_QMM_GEMV || kernel == CU_QMM_GEMV_NARROW)
         return cuq_gemv(err, w, in, m, y, ldy, out_mode, kernel == CU_QMM_GEMV_NARROW ? 2 : cuq_gemv_wn(), st);
+    if (kernel == CU_QMM_DENSE)
+        return awq_seterr(err, AWQ_EINVAL, "cuq_matmul: the dense kernel runs through cuq_dense (it needs scratch)");
     if (kernel != CU_QMM_SKINNY && kernel != CU_QMM_GEMV_RING)
         return awq_seterr(err, AWQ_EINVAL, "cuq_matmul: unknown kernel %d", kernel);
     /* Rows per launch: up to 64 (four m16 tiles); the k range per split is bounded by the x
@@ -811,6 +813,8 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
 struct cu_qlin {
     int dev;
     cu_qw w;
+    cublasHandle_t cb; /* CU_QMM_DENSE only: made on first use */
+    half *dense;       /* (out, kp) fp16 scratch of the dense kernel */
 };
 
 int cu_qlin_create(char *err, int dev, const eng_qlinear *l, cu_qlin **out) {
@@ -842,6 +846,8 @@ fail:
 void cu_qlin_free(cu_qlin *q) {
     if (!q) return;
     cudaSetDevice(q->dev);
+    if (q->cb) cublasDestroy(q->cb);
+    cudaFree(q->dense);
     cuq_release(&q->w);
     free(q);
 }
@@ -866,7 +872,16 @@ int cu_qlin_matmul(char *err, cu_qlin *q, const float *x, int m, float *y, int k
     CU_GOTO(err, rc, done, cudaMemcpy(dx, hx, nx * 2, cudaMemcpyHostToDevice));
     /* poison y so an unwritten element cannot pass as a result */
     CU_GOTO(err, rc, done, cudaMemset(dy, 0xff, ny * 4));
-    rc = cuq_matmul(err, &q->w, dx, ldx, m, dy, q->w.out, false, kernel, 0);
+    if (kernel == CU_QMM_DENSE) {
+        if (!q->cb && (rc = cuq_cublas_status(err, "cublasCreate", cublasCreate(&q->cb)))) {
+            q->cb = NULL;
+            goto done;
+        }
+        if (!q->dense) CU_GOTO(err, rc, done, cudaMalloc(&q->dense, cuq_dense_bytes(&q->w)));
+        rc = cuq_dense(err, q->cb, &q->w, dx, ldx, m, dy, q->w.out, false, q->dense, cuq_dense_bytes(&q->w), 0);
+    } else {
+        rc = cuq_matmul(err, &q->w, dx, ldx, m, dy, q->w.out, false, kernel, 0);
+    }
     if (rc) goto done;
     CU_GOTO(err, rc, done, cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost));
 done:

@@ -16,6 +16,9 @@ extern "C" {
 /* Tokens per forward chunk: bounds the activation buffers (about 210 KB per token for 7B);
  * 2048 lets a 2k-token prefill run as one pass. */
 #define CU_MAX_TOK 2048
+/* Prefill attention on tensor cores (attn_tc.cu) for runs of at least this many queries of one
+ * sequence (AWQ_CUDA_ATT_MIN overrides): below, the flash-decoding kernel's few launches win. */
+#define CU_ATT_MIN_DEFAULT 256
 /* Decode graphs kept (one per batch size and attention split count). */
 #define CU_GRAPHS 16
 
@@ -32,6 +35,12 @@ typedef struct cu_slot {
     int nblk;    /* blocks held */
     int *blocks; /* (maxb) host mirror of this slot's row of the block table */
 } cu_slot;
+
+/* A run of consecutive positions of one sequence inside a chunk (tokens t0 .. t0 + n - 1):
+ * long ones take the tensor-core prefill attention. */
+typedef struct cu_seg {
+    int t0, n, slot, pos0;
+} cu_seg;
 
 typedef struct cu_graph {
     int T, splits; /* key; T == 0: empty */
@@ -79,6 +88,16 @@ typedef struct cu_state {
     unsigned long long graph_clock;
     bool use_graphs;
     void *cb_ws;           /* cuBLAS workspace: fixed so graph capture never allocates */
+    /* steps of >= dense_min tokens: dequant each linear into `dense`, then cuBLAS */
+    half *dense;           /* (max over linears of out * kp) fp16; also tc.sp */
+    size_t dense_len;      /* bytes */
+    cua_tc tc;             /* prefill attention scratch (k, v, q; sp = dense) */
+    size_t scratch_bytes;  /* dense + tc.k/v/q: counted in memory()'s weights */
+    int dense_min;         /* cuq_dense_min() at create */
+    int att_min;           /* segments of >= att_min queries use cua_attention_tc */
+    int att_qb;            /* AWQ_CUDA_ATT_QB: cap on queries per block (tests); 0 = none */
+    cu_seg *segs;          /* (CU_MAX_TOK) the running chunk's segments; nseg 0: none long */
+    int nseg;
 } cu_state;
 
 /* The forward pass (fwd.cu). */

@@ -6,7 +6,9 @@
  * shapes including padded k and ragged n/m, compared with eng_qlinear_dequant_row in fp32, and
  * the whole GPU forward against eng_cpu_backend on synthetic in-memory models and on small
  * checkpoints written by awq-mkmodel and loaded from disk (logits within tolerance, greedy ids
- * equal), plus slot, KV-pool, batch and option error paths.
+ * equal), the large-step paths (dense linears through cuBLAS, prefill attention on tensor
+ * cores) forced on by their knobs and at default thresholds, plus slot, KV-pool, batch and
+ * option error paths.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
@@ -458,6 +460,80 @@ static void test_forward(void) {
     synth_free(&c);
 }
 
+/* The large-step paths (dense: dequant + cuBLAS; prefill attention on tensor cores through
+ * cuBLAS) forced on small models through the backend's knobs, read at create: every step of
+ * >= dense_min tokens (decode graphs too at 1), query runs of >= att_min, att_qb queries per
+ * block so long prompts take several blocks (window and GQA masks across block edges). */
+static void fwd_compare_env(const char *id, const char *what, const eng_model *m, int nseq, const int *plen,
+                            int steps, bool chunked, const char *dense_min, const char *att_min, const char *att_qb) {
+    if (dense_min) setenv("AWQ_CUDA_DENSE_MIN", dense_min, 1);
+    if (att_min) setenv("AWQ_CUDA_ATT_MIN", att_min, 1);
+    if (att_qb) setenv("AWQ_CUDA_ATT_QB", att_qb, 1);
+    fwd_compare(id, what, m, nseq, plen, steps, chunked);
+    unsetenv("AWQ_CUDA_DENSE_MIN");
+    unsetenv("AWQ_CUDA_ATT_MIN");
+    unsetenv("AWQ_CUDA_ATT_QB");
+}
+
+static void test_dense_paths(void) {
+    synth a, b, c;
+    synth_make(&a, 256, 512, 2, 4, 2, 1000, 128, 0, false);  /* hd 64, GQA 2 */
+    synth_make(&b, 512, 1024, 2, 4, 1, 515 * 8, 64, 8, true); /* hd 128, GQA 4, window 8, tied */
+    synth_make(&c, 64, 128, 2, 4, 2, 300, 32, 0, false);     /* hd 16, group 32 */
+    int p1[1] = {37}, p3[3] = {5, 70, 19}, p2[2] = {30, 3}, p4[2] = {43, 9};
+    fwd_compare_env("cuda-7.1", "dense linears everywhere (decode graphs too), tensor-core attention in blocks of 16",
+                    &a.m, 1, p1, 8, false, "1", "8", "16");
+    fwd_compare_env("cuda-7.2", "three sequences: long runs on tensor cores, a short one on the flash kernel", &a.m, 3,
+                    p3, 4, false, "1", "16", "16");
+    fwd_compare_env("cuda-7.3", "a prompt in two calls: the second block sees the cached prefix", &a.m, 2, p3, 3, true,
+                    "1", "8", "16");
+    fwd_compare_env("cuda-7.4", "sliding window 8 and GQA 4 across query blocks of 16, hd 128, group 64", &b.m, 2, p2,
+                    6, false, "1", "8", "16");
+    fwd_compare_env("cuda-7.5", "head_dim 16, group 32 (padded k) on the dense path", &c.m, 2, p4, 4, false, "1", "8",
+                    "16");
+    /* default thresholds: a long prompt runs dense + tensor-core attention in one pass, one
+     * over CU_MAX_TOK (2048) splits into two chunks, the second reading the first's keys */
+    int pl[1] = {300}, pll[1] = {2100};
+    fwd_compare_env("cuda-7.6", "default thresholds: a 300-token prompt", &a.m, 1, pl, 3, false, NULL, NULL, NULL);
+    if (!h_env("AWQ_TEST_QUICK")) { /* too slow under compute-sanitizer */
+        fwd_compare_env("cuda-7.7", "a 2100-token prompt over two chunks, window 8", &b.m, 1, pll, 2, false, NULL,
+                        "32", NULL);
+        fwd_compare_env("cuda-7.8", "a 2100-token prompt over two chunks, full causal", &a.m, 1, pll, 2, false, NULL,
+                        "32", NULL);
+    }
+
+    CASE("cuda-7.9", "the scratch is counted in memory() and reported by cu_scratch_bytes");
+    be g;
+    CHECK_EQ(be_open(&g, &eng_cuda_backend, &a.m, 256, 2, 0), 0);
+    if (g.st) {
+        size_t wb = 0, kb = 0, sb = cu_scratch_bytes(g.st);
+        g.ops->memory(g.st, &wb, &kb);
+        /* at least the largest linear (gate|up: 1024 x 256) as fp16 */
+        CHECK(sb >= (size_t)1024 * 256 * 2);
+        CHECK(wb > sb);
+        g.ops->destroy(g.st);
+    }
+    CHECK_EQ(cu_scratch_bytes(NULL), 0);
+
+    CASE("cuda-7.10", "cu_qlin_matmul runs the dense kernel when asked (scratch made on first use)");
+    {
+        char err[AWQ_ERR_LEN];
+        rand_lin r;
+        cu_qlin *q = NULL;
+        rand_lin_make(&r, 128, 8, 128);
+        CHECK_EQ(cu_qlin_create(err, 0, &r.l, &q), 0);
+        float x[2 * 128], y[2 * 8];
+        for (int i = 0; i < 2 * 128; i++) x[i] = rndf(-1.0f, 1.0f);
+        CHECK_EQ(cu_qlin_matmul(err, q, x, 2, y, CU_QMM_DENSE), 0);
+        CHECK(qmm_rel_err(&r.l, x, 2, y) <= 3e-3);
+        cu_qlin_free(q);
+        rand_lin_free(&r);
+    }
+    synth_free(&a);
+    synth_free(&b);
+    synth_free(&c);
+}
+
 /* A checkpoint written by awq-mkmodel and loaded by eng_model_load (the real file path: shards,
  * index, config), GPU against CPU. Needs the built tool and the fetched tokenizer. */
 static void test_mkmodel(void) {
@@ -599,9 +675,13 @@ int main(void) {
     CHECK_EQ(cu_device_info(err, n + 3, name, sizeof name, &fr, &tot), AWQ_EDEVICE);
     CHECK_CONTAINS(err, "cudaErrorInvalidDevice");
 
+    /* AWQ_TEST_QUICK (compute-sanitizer, time-capped): the newest paths first */
+    const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    if (quick) test_dense_paths();
     test_shapes();
     test_qmm();
     test_forward();
+    if (!quick) test_dense_paths();
     test_mkmodel();
     test_backend_errors();
     return h_finish();
