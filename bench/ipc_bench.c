@@ -1,6 +1,7 @@
 /* ipc_bench.c - IPC latency and throughput: ping round trips through ipc-testserver and libawq
  * (plain and encrypted) and one-way small-frame throughput (token events), each next to a raw
  * AF_UNIX baseline measured in the same run (socketpair between two processes, 64-byte frames).
+ * The raw, plain and encrypted round trips run in interleaved blocks (see ping_phase).
  *
  *   ipc_bench [ROUND_TRIPS (default 100000)] [STREAM_FRAMES (default 200000)]
  *
@@ -41,8 +42,14 @@ static int full_io(int fd, void *p, size_t n, bool wr) {
     return 0;
 }
 
-/* Raw baseline: 64-byte frames (4-byte length + 60 bytes) echoed by a child process. */
-static void raw_pingpong(int n, double *p50, double *p99) {
+/* Raw baseline: 64-byte frames (4-byte length + 60 bytes) echoed by a child process. The
+ * child lives for the whole ping phase so raw, plain and encrypted blocks can be interleaved. */
+typedef struct raw_echo {
+    int fd;
+    pid_t pid;
+} raw_echo;
+
+static raw_echo raw_start(void) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) exit(1);
     pid_t pid = fork();
@@ -54,17 +61,21 @@ static void raw_pingpong(int n, double *p50, double *p99) {
         _exit(0);
     }
     close(sv[1]);
-    uint64_t *t = malloc((size_t)n * sizeof *t);
+    return (raw_echo){sv[0], pid};
+}
+
+static void raw_stop(raw_echo r) {
+    close(r.fd);
+    waitpid(r.pid, NULL, 0);
+}
+
+static void raw_pings(raw_echo r, int n, uint64_t *t) {
     uint8_t f[64] = {60, 0, 0, 0};
     for (int i = 0; i < n; i++) {
         uint64_t t0 = plat_now_ns();
-        if (full_io(sv[0], f, 64, true) || full_io(sv[0], f, 4, false) || full_io(sv[0], f + 4, 60, false)) exit(1);
+        if (full_io(r.fd, f, 64, true) || full_io(r.fd, f, 4, false) || full_io(r.fd, f + 4, 60, false)) exit(1);
         t[i] = plat_now_ns() - t0;
     }
-    close(sv[0]);
-    waitpid(pid, NULL, 0);
-    pct(t, n, p50, p99);
-    free(t);
 }
 
 /* Raw one-way: a child writes n 64-byte frames; the parent reads and splits them. frames/s. */
@@ -129,8 +140,7 @@ static pid_t spawn_server(const char *exe, const char *const *args) {
     return pid;
 }
 
-static void awq_pings(awq_conn *c, int n, double *p50, double *p99) {
-    uint64_t *t = malloc((size_t)n * sizeof *t);
+static void awq_pings(awq_conn *c, int n, uint64_t *t) {
     char err[AWQ_ERR_LEN];
     for (int i = 0; i < n; i++) {
         uint64_t t0 = plat_now_ns();
@@ -140,8 +150,34 @@ static void awq_pings(awq_conn *c, int n, double *p50, double *p99) {
         }
         t[i] = plat_now_ns() - t0;
     }
-    pct(t, n, p50, p99);
-    free(t);
+}
+
+/* The three ping kinds in alternating blocks of PING_BLOCK round trips: the machine is shared and
+ * its load drifts over seconds, so running them one after the other would hand one kind a
+ * quieter stretch than the next; interleaved, each sees the same mix. */
+#define PING_BLOCK 500
+
+static void ping_phase(awq_conn *plain, awq_conn *enc, int n, double p50[3], double p99[3]) {
+    uint64_t *t[3];
+    for (int k = 0; k < 3; k++)
+        if (!(t[k] = malloc((size_t)n * sizeof *t[k]))) exit(1);
+    raw_echo r = raw_start();
+    uint64_t warm[PING_BLOCK];
+    awq_pings(plain, PING_BLOCK, warm);
+    awq_pings(enc, PING_BLOCK, warm);
+    raw_pings(r, PING_BLOCK, warm);
+    for (int done = 0; done < n;) {
+        int b = n - done < PING_BLOCK ? n - done : PING_BLOCK;
+        raw_pings(r, b, t[0] + done);
+        awq_pings(plain, b, t[1] + done);
+        awq_pings(enc, b, t[2] + done);
+        done += b;
+    }
+    raw_stop(r);
+    for (int k = 0; k < 3; k++) {
+        pct(t[k], n, &p50[k], &p99[k]);
+        free(t[k]);
+    }
 }
 
 static double awq_stream(awq_conn *c, int n) {
@@ -187,8 +223,6 @@ int main(int argc, char **argv) {
     const char *args[] = {"--socket", sock, "--enc", "on", "--key", k[0], "--authorized", k[3], NULL};
     pid_t srv = spawn_server(exe, args);
 
-    double rp50, rp99, pp50, pp99, ep50, ep99;
-    raw_pingpong(n, &rp50, &rp99);
     awq_connect_opts o = {.socket_path = sock};
     awq_conn *plain, *enc;
     char known[200];
@@ -198,9 +232,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "connect: %s\n", err);
         return 1;
     }
-    awq_pings(plain, n / 10, &pp50, &pp99); /* warm-up */
-    awq_pings(plain, n, &pp50, &pp99);
-    awq_pings(enc, n, &ep50, &ep99);
+    double p50[3], p99[3];
+    ping_phase(plain, enc, n, p50, p99);
+    double rp50 = p50[0], rp99 = p99[0], pp50 = p50[1], pp99 = p99[1], ep50 = p50[2], ep99 = p99[2];
     double raw_tp = raw_oneway(ns), plain_tp = awq_stream(plain, ns), enc_tp = awq_stream(enc, ns);
     awq_close(plain);
     awq_close(enc);

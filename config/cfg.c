@@ -6,7 +6,9 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#ifdef AWQ_HAVE_INIH
 #include <ini.h>
+#endif
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "cfg_parse.h"
+#include "ini_min.h" /* without inih (the Windows cross build): the same parser, ours */
 #include "plat.h"
 
 size_t cfg_line_max(void) { return CFG_LINE_MAX; }

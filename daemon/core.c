@@ -170,7 +170,7 @@ size_t awqd_conn_ids(awqd *d, uint64_t **ids) {
 
 static bool uid_allowed(const cfg *c, uint32_t uid, uint32_t gid) {
     const cfg_ids *u = &c->server.allow_uids, *g = &c->server.allow_gids;
-    if (!u->n && !g->n) return uid == (uint32_t)geteuid() || uid == 0;
+    if (!u->n && !g->n) return uid == awqd_svc_uid() || uid == 0;
     for (size_t i = 0; i < u->n; i++)
         if (u->id[i] == uid) return true;
     for (size_t i = 0; i < g->n; i++)

@@ -31,7 +31,13 @@ int awqd_log_open(char *err, const char *path, int level, bool log_prompts) {
     FILE *f = NULL;
     if (path && path[0]) {
         /* 0600: the log may hold prompts when log_prompts is on */
+#ifdef _WIN32
+        /* no O_CLOEXEC there: O_NOINHERIT keeps the handle out of child processes; the file's
+         * ACL comes from its directory (%PROGRAMDATA%\awqd\logs for the service) */
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOINHERIT, 0600);
+#else
         int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+#endif
         if (fd < 0 || !(f = fdopen(fd, "a"))) {
             int e = errno;
             if (fd >= 0) close(fd);

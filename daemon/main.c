@@ -21,6 +21,7 @@ static void usage(FILE *f) {
             "            [--threads N] [--ctx N] [--log-level error|warn|info|debug] [--foreground]\n"
             "       awqd [--config FILE] --check-config [FILE]\n"
             "       awqd --help | --version\n"
+            "Windows: awqd [--config FILE] --install-service | --uninstall-service | --service\n"
             "\n"
             "Serves the local socket in the foreground (logs on stderr, or [log] file) until SIGTERM,\n"
             "SIGINT or a shutdown request drains it; SIGHUP reloads the settings.\n"
@@ -37,6 +38,11 @@ static void usage(FILE *f) {
             "                         order finds), print the effective values and exit:\n"
             "                         0 when valid, 1 with file:line and the reason when not\n"
             "  --version              print the version\n"
+            "  --install-service      Windows: register the demand-start service \"awqd\" that runs\n"
+            "                         this program with --service (and --config FILE if given)\n"
+            "  --uninstall-service    Windows: stop (drain) and remove that service\n"
+            "  --service              Windows: run under the service manager (what the service\n"
+            "                         starts; in a console, awqd serves in the foreground)\n"
             "\n"
             "Settings lookup (the first file that exists wins; none: built-in defaults):\n"
             "  --config FILE, $AWQD_CONFIG, $XDG_CONFIG_HOME/awqd/awqd.ini (or\n"
@@ -86,6 +92,7 @@ static bool int_arg(const char *v, int *out) {
 int main(int argc, char **argv) {
     const char *config = NULL, *check = NULL;
     bool want_check = false;
+    enum { RUN_SERVE, RUN_SERVICE, RUN_INSTALL, RUN_UNINSTALL } mode = RUN_SERVE;
     awqd_overrides ov = {.log_level = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -100,6 +107,12 @@ int main(int argc, char **argv) {
             if (i + 1 < argc && argv[i + 1][0] != '-') check = argv[++i];
         } else if (strcmp(a, "--foreground") == 0) {
             continue;
+        } else if (strcmp(a, "--service") == 0) {
+            mode = RUN_SERVICE;
+        } else if (strcmp(a, "--install-service") == 0) {
+            mode = RUN_INSTALL;
+        } else if (strcmp(a, "--uninstall-service") == 0) {
+            mode = RUN_UNINSTALL;
         } else if (!strcmp(a, "--config") || !strcmp(a, "--socket") || !strcmp(a, "--model") ||
                    !strcmp(a, "--device") || !strcmp(a, "--threads") || !strcmp(a, "--ctx") ||
                    !strcmp(a, "--log-level")) {
@@ -143,5 +156,16 @@ int main(int argc, char **argv) {
         }
     }
     if (want_check) return check_config(check ? check : config);
+    if (mode == RUN_INSTALL || mode == RUN_UNINSTALL) {
+        char err[AWQ_ERR_LEN];
+        int rc = mode == RUN_INSTALL ? awqd_svc_install(err, NULL, config) : awqd_svc_uninstall(err, NULL);
+        if (rc) {
+            fprintf(stderr, "awqd: %s\n", err);
+            return rc == AWQ_EUNSUPPORTED ? 2 : 1;
+        }
+        printf("awqd: service \"%s\" %s\n", AWQD_SVC_NAME, mode == RUN_INSTALL ? "installed (start: net start awqd)" : "removed");
+        return 0;
+    }
+    if (mode == RUN_SERVICE) return awqd_svc_run_service(config, &ov);
     return awqd_serve(config, &ov);
 }

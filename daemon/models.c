@@ -19,6 +19,18 @@ bool awqd_path_under(const char *path, const char *root) {
     return path[n] == 0 || path[n] == PLAT_PATH_SEP || (n == 1 && root[0] == PLAT_PATH_SEP);
 }
 
+/* An absolute path for this OS: "/x" on POSIX; a drive ("C:\\x", "C:/x") or UNC path on Windows,
+ * where a request like "Z:\\models\\m" must not be joined to the roots as a relative name. */
+static bool is_abs(const char *p) {
+#ifdef _WIN32
+    if (((p[0] >= 'A' && p[0] <= 'Z') || (p[0] >= 'a' && p[0] <= 'z')) && p[1] == ':' && (p[2] == '\\' || p[2] == '/'))
+        return true;
+    return p[0] == '\\' && p[1] == '\\';
+#else
+    return p[0] == PLAT_PATH_SEP;
+#endif
+}
+
 static bool has_config(const char *dir) {
     char p[PLAT_PATH_MAX];
     return plat_path_join(p, dir, "config.json") == 0 && plat_is_file(p);
@@ -28,7 +40,7 @@ int awqd_model_resolve(char *err, const cfg_paths *roots, const char *model_path
     char canon[PLAT_PATH_MAX], root[PLAT_PATH_MAX], tmp[PLAT_PATH_MAX];
     if (!req[0]) return awq_seterr(err, AWQ_EINVAL, "load: empty model path");
     bool found = false, any_root_ok = false;
-    if (req[0] == PLAT_PATH_SEP) {
+    if (is_abs(req)) {
         found = plat_realpath(NULL, req, canon) == 0;
     } else {
         for (size_t i = 0; i < roots->n && !found; i++) {
@@ -47,7 +59,7 @@ int awqd_model_resolve(char *err, const cfg_paths *roots, const char *model_path
     if (!found || !any_root_ok) {
         /* a missing path that would be under a root: say so; anything else is refused the
          * same way whether it exists or not */
-        if (!found && req[0] == PLAT_PATH_SEP) {
+        if (!found && is_abs(req)) {
             for (size_t i = 0; i < roots->n; i++)
                 if (awqd_path_under(req, roots->item[i]))
                     return awq_seterr(err, AWQ_ENOTFOUND, "load: %s: no such model directory", req);

@@ -1,67 +1,17 @@
-/* serve.c - start, run and drain the daemon; see serve.h and docs/daemon.md. */
-#define _GNU_SOURCE /* getgrnam_r */
+/* serve.c - start, run and drain the daemon; see serve.h and docs/daemon.md. The OS pieces
+ * (signals or console/service controls, descriptor limits, groups, the state directory, the
+ * lock) are service.h functions: service_linux.c, service_win.c. */
 #include "serve.h"
 
-#include <errno.h>
-#include <grp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "keys.h"
 #include "log.h"
 #include "service.h"
 
 /* ------------------------------------------------------------ setup helpers ---- */
-
-/* Every connection is a descriptor: lift the soft limit to the hard one so that
- * server.max_connections, not a default of 1024 descriptors, is what limits clients. */
-static void raise_nofile(int64_t want) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
-    rlim_t need = (rlim_t)want + 64; /* listener, lock, pipes, model shards, log */
-    if (rl.rlim_cur >= need) return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) awqd_warn("cannot raise the descriptor limit: %s", strerror(errno));
-    if (rl.rlim_cur < need)
-        awqd_warn("descriptor limit %llu is below server.max_connections + 64 = %llu; raise LimitNOFILE",
-                  (unsigned long long)rl.rlim_cur, (unsigned long long)need);
-}
-
-/* server.socket_group: a group name or number; "" = -1. */
-static int group_id(char *err, const char *g, int64_t *out) {
-    *out = -1;
-    if (!g[0]) return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(g, &end, 10);
-    if (!errno && *end == 0 && v >= 0) {
-        *out = v;
-        return 0;
-    }
-    struct group gr, *res = NULL;
-    char buf[4096];
-    if (getgrnam_r(g, &gr, buf, sizeof buf, &res) != 0 || !res)
-        return awq_seterr(err, AWQ_ENOTFOUND, "[server] socket_group: no group named '%s'", g);
-    *out = res->gr_gid;
-    return 0;
-}
-
-/* The state directory for default key files: $XDG_STATE_HOME/awqd, ~/.local/state/awqd, or
- * /var/lib/awqd for root. */
-static int state_file(char *err, const char *name, char *out) {
-    const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    int n;
-    if (geteuid() == 0) n = snprintf(out, PLAT_PATH_MAX, "/var/lib/awqd/%s", name);
-    else if (x && x[0] == '/') n = snprintf(out, PLAT_PATH_MAX, "%s/awqd/%s", x, name);
-    else if (home && home[0] == '/') n = snprintf(out, PLAT_PATH_MAX, "%s/.local/state/awqd/%s", home, name);
-    else return awq_seterr(err, AWQ_ENOTFOUND, "[security] server_key is empty and neither $XDG_STATE_HOME nor $HOME is set");
-    if (n < 0 || n >= PLAT_PATH_MAX) return awq_seterr(err, AWQ_ETOOBIG, "state directory path too long");
-    return 0;
-}
 
 /* Key paths for encryption = on/required: the configured ones, or a server key created on
  * first start in the state directory. */
@@ -74,15 +24,20 @@ static int key_paths(char *err, const cfg *c, char *key, char *pub) {
         snprintf(key, PLAT_PATH_MAX, "%s", c->security.server_key);
         return 0;
     }
-    int rc = state_file(err, "server.key", key);
+    int rc = awqd_svc_state_file(err, "server.key", key);
     if (rc) return rc;
     if (plat_is_file(key)) return 0;
     char dir[PLAT_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", key);
-    *strrchr(dir, '/') = 0;
+    char *sep = strrchr(dir, '/');
+#ifdef _WIN32
+    char *bs = strrchr(dir, '\\'); /* %LOCALAPPDATA%\awqd\server.key */
+    if (bs && (!sep || bs > sep)) sep = bs;
+#endif
+    if (sep) *sep = 0;
     if ((rc = plat_mkdirs(err, dir, 0700))) return rc;
     if (c->security.server_pub[0]) snprintf(pub, PLAT_PATH_MAX, "%s", c->security.server_pub);
-    else if ((rc = state_file(err, "server.pub", pub))) return rc;
+    else if ((rc = awqd_svc_state_file(err, "server.pub", pub))) return rc;
     if ((rc = ipc_keygen(err, key, pub))) return rc;
     awqd_info("created the server key %s (public key %s)", key, pub);
     return 0;
@@ -109,12 +64,8 @@ static void notify(const char *state) {
     if (awqd_svc_notify(err, state) < 0) awqd_warn("sd_notify: %s", err);
 }
 
-/* Wait up to ms for the signal pipe; returns the signal bits. */
-static unsigned wait_signals(int ms) {
-    struct pollfd p = {.fd = awqd_svc_signal_fd(), .events = POLLIN};
-    if (p.fd >= 0 && poll(&p, 1, ms) < 0 && errno != EINTR) plat_sleep_ms((unsigned)ms);
-    return awqd_svc_take_signals();
-}
+/* Wait up to ms for a signal (or console / service control); returns the signal bits. */
+static unsigned wait_signals(int ms) { return awqd_svc_wait(ms); }
 
 static void push_kind(awqd *d, int kind) {
     awqd_item *it = calloc(1, sizeof *it);
@@ -182,17 +133,20 @@ int awqd_serve(const char *config, const awqd_overrides *ov) {
         goto out;
     }
     const cfg *c = d->eff; /* only this thread changes it before the threads start */
-    if (awqd_log_open(err, c->log.file, c->log.level, c->log.log_prompts)) {
+    char logpath[PLAT_PATH_MAX];
+    const char *logf = c->log.file;
+    if (!logf[0] && awqd_svc_default_log(logpath)) logf = logpath; /* a Windows service has no console */
+    if (awqd_log_open(err, logf, c->log.level, c->log.log_prompts)) {
         fprintf(stderr, "awqd: %s\n", err);
         goto out;
     }
     awqd_info("awqd %s starting (settings: %s)", AWQD_VERSION, used[0] ? used : "built-in defaults");
     if (awqd_svc_signals_init(err)) goto fail;
     sig_ok = true;
-    raise_nofile(c->server.max_connections);
+    awqd_svc_raise_nofile(c->server.max_connections);
     if (cfg_socket_path(err, c, sock) || awqd_svc_listen_fd(err, &listen_fd)) goto fail;
     int64_t gid;
-    if (group_id(err, c->server.socket_group, &gid)) goto fail;
+    if (awqd_svc_group_id(err, c->server.socket_group, &gid)) goto fail;
     if (listen_fd < 0) {
         /* the lock lives beside the socket, so its private directory must exist first */
         char dir[PLAT_PATH_MAX];
@@ -221,6 +175,7 @@ int awqd_serve(const char *config, const awqd_overrides *ov) {
         .path = listen_fd >= 0 ? NULL : sock,
         .listen_fd = listen_fd,
         .group = gid,
+        .pipe_group = c->server.socket_group[0] ? c->server.socket_group : NULL, /* Windows only */
         .max_conns = (uint32_t)c->server.max_connections,
         .max_frame = (uint32_t)c->server.max_frame_bytes,
         .max_inflight = (uint32_t)c->server.max_inflight_per_conn,

@@ -6,6 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -14,10 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "log.h"
+#include "plat.h"
 
 /* ------------------------------------------------------------------ sd_notify ---- */
 
@@ -236,3 +242,86 @@ void awqd_svc_signals_free(void) {
     atomic_store(&sig_pending, 0);
     atomic_store(&sig_drains, 0);
 }
+
+/* Wait for the self-pipe; the bits raised meanwhile. */
+unsigned awqd_svc_wait(int ms) {
+    struct pollfd p = {.fd = awqd_svc_signal_fd(), .events = POLLIN};
+    if (p.fd >= 0 && poll(&p, 1, ms) < 0 && errno != EINTR) plat_sleep_ms((unsigned)ms);
+    return awqd_svc_take_signals();
+}
+
+/* ------------------------------------------------------------------ OS details ---- */
+
+uint32_t awqd_svc_uid(void) { return (uint32_t)geteuid(); }
+
+/* Every connection is a descriptor: lift the soft limit to the hard one so that
+ * server.max_connections, not a default of 1024 descriptors, is what limits clients. */
+void awqd_svc_raise_nofile(int64_t want) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t need = (rlim_t)want + 64; /* listener, lock, pipes, model shards, log */
+    if (rl.rlim_cur >= need) return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) awqd_warn("cannot raise the descriptor limit: %s", strerror(errno));
+    if (rl.rlim_cur < need)
+        awqd_warn("descriptor limit %llu is below server.max_connections + 64 = %llu; raise LimitNOFILE",
+                  (unsigned long long)rl.rlim_cur, (unsigned long long)need);
+}
+
+int awqd_svc_group_id(char *err, const char *g, int64_t *out) {
+    *out = -1;
+    if (!g[0]) return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(g, &end, 10);
+    if (!errno && *end == 0 && v >= 0) {
+        *out = v;
+        return 0;
+    }
+    struct group gr, *res = NULL;
+    char buf[4096];
+    if (getgrnam_r(g, &gr, buf, sizeof buf, &res) != 0 || !res)
+        return awq_seterr(err, AWQ_ENOTFOUND, "[server] socket_group: no group named '%s'", g);
+    *out = res->gr_gid;
+    return 0;
+}
+
+int awqd_svc_state_file(char *err, const char *name, char *out) {
+    const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    int n;
+    if (geteuid() == 0) n = snprintf(out, PLAT_PATH_MAX, "/var/lib/awqd/%s", name);
+    else if (x && x[0] == '/') n = snprintf(out, PLAT_PATH_MAX, "%s/awqd/%s", x, name);
+    else if (home && home[0] == '/') n = snprintf(out, PLAT_PATH_MAX, "%s/.local/state/awqd/%s", home, name);
+    else return awq_seterr(err, AWQ_ENOTFOUND, "[security] server_key is empty and neither $XDG_STATE_HOME nor $HOME is set");
+    if (n < 0 || n >= PLAT_PATH_MAX) return awq_seterr(err, AWQ_ETOOBIG, "state directory path too long");
+    return 0;
+}
+
+/* Under systemd the journal takes standard error. */
+bool awqd_svc_default_log(char *out) {
+    (void)out;
+    return false;
+}
+
+/* ------------------------------------------------------------------ Windows service ---- */
+/* systemd units (config/awqd.service) do this job on Linux. */
+
+int awqd_svc_install(char *err, const char *name, const char *config) {
+    (void)name;
+    (void)config;
+    return awq_seterr(err, AWQ_EUNSUPPORTED, "--install-service is for Windows; on Linux install config/awqd.service (docs/daemon.md)");
+}
+
+int awqd_svc_uninstall(char *err, const char *name) {
+    (void)name;
+    return awq_seterr(err, AWQ_EUNSUPPORTED, "--uninstall-service is for Windows; on Linux use systemctl disable awqd");
+}
+
+int awqd_svc_run_service(const char *config, const struct awqd_overrides *ov) {
+    (void)config;
+    (void)ov;
+    fprintf(stderr, "awqd: --service is for Windows; systemd runs awqd in the foreground (Type=notify)\n");
+    return 2;
+}
+
+bool awqd_svc_is_service(void) { return false; }

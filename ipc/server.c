@@ -274,6 +274,9 @@ static void conn_flush(ipc_server *s, conn *c) {
     }
     size_t pending = c->out.len - c->out_off;
     if (pending == 0) {
+        /* all written: the client works on it now, so make both directions' next keystream
+         * meanwhile, off the round trip's critical path (no-op when already made) */
+        if (c->chan && !c->dead) ipc_chan_prepare(c->chan, IPC_CHAN_TX | IPC_CHAN_RX);
         c->out.len = c->out_off = 0;
         if (c->out.cap > (1u << 20)) awq_buf_free(&c->out); /* give a burst's memory back */
         if (c->closing) {

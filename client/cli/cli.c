@@ -30,8 +30,8 @@ int cli_global_opt(cli_opts *o, int argc, char **argv, int *i) {
         return 1;
     }
     bool sock = !strcmp(a, "--socket"), key = !strcmp(a, "--key"), known = !strcmp(a, "--known-servers"),
-         tmo = !strcmp(a, "--timeout");
-    if (!sock && !key && !known && !tmo) return 0;
+         tmo = !strcmp(a, "--timeout"), pipe = !strcmp(a, "--pipe");
+    if (!sock && !key && !known && !tmo && !pipe) return 0;
     if (need_value(argc, argv, *i)) return CLI_EXIT_USAGE;
     const char *v = argv[++*i];
     if (tmo) {
@@ -49,7 +49,19 @@ int cli_global_opt(cli_opts *o, int argc, char **argv, int *i) {
         fprintf(stderr, "awq: %s: the path is empty\n", a);
         return CLI_EXIT_USAGE;
     }
-    if (sock) o->socket = v;
+    if (pipe) {
+#ifdef _WIN32
+        /* the pipe transport takes a bare NAME as \\.\pipe\NAME */
+        if (strpbrk(v, "\\/")) {
+            fprintf(stderr, "awq: --pipe '%s': expected a pipe name like awqd, not a path (or use --socket \\\\.\\pipe\\NAME)\n", v);
+            return CLI_EXIT_USAGE;
+        }
+        o->socket = v;
+#else
+        fprintf(stderr, "awq: --pipe is for the Windows named pipe; on this system use --socket PATH\n");
+        return CLI_EXIT_USAGE;
+#endif
+    } else if (sock) o->socket = v;
     else if (key) o->key = v, o->encrypt = true;
     else o->known = v, o->encrypt = true;
     return 1;
@@ -158,9 +170,18 @@ int cli_parse(const cli_cmd_info *cmd, cli_opts *g, int argc, char **argv, const
 int cli_user_config_dir(char *err, char *out) {
     const char *x = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
     int n;
+#ifdef _WIN32
+    /* %APPDATA%\awqd, where the settings lookup (cfg_find) looks for the user's awqd.ini */
+    const char *appdata = getenv("APPDATA");
+    if (!appdata || !appdata[0]) return awq_seterr(err, AWQ_ENOTFOUND, "%%APPDATA%% is not set");
+    n = snprintf(out, CLI_PATH_MAX, "%s\\awqd", appdata);
+    (void)x;
+    (void)home;
+#else
     if (x && x[0] == '/') n = snprintf(out, CLI_PATH_MAX, "%s/awqd", x);
     else if (home && home[0]) n = snprintf(out, CLI_PATH_MAX, "%s/.config/awqd", home);
     else return awq_seterr(err, AWQ_ENOTFOUND, "neither $XDG_CONFIG_HOME nor $HOME is set");
+#endif
     if (n < 0 || n >= CLI_PATH_MAX) return awq_seterr(err, AWQ_ETOOBIG, "the config directory path is too long");
     return 0;
 }
@@ -179,10 +200,15 @@ static void resolve(cli_opts *o) {
         free(c);
         c = NULL;
     }
+#ifdef _WIN32
+    /* [server] pipe names the endpoint there; [server] socket is for Unix sockets */
+    if (!o->socket && c && cfg_socket_path(NULL, c, o->socket_buf) == 0) o->socket = o->socket_buf;
+#else
     if (!o->socket && c && c->server.socket[0]) {
         snprintf(o->socket_buf, sizeof o->socket_buf, "%s", c->server.socket);
         o->socket = o->socket_buf;
     }
+#endif
     if (!o->socket && awq_default_socket_path(err, o->socket_buf, sizeof o->socket_buf) == 0)
         o->socket = o->socket_buf;
     char dir[CLI_PATH_MAX];

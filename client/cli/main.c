@@ -36,6 +36,8 @@ static void usage(FILE *f) {
             "\nglobal options (before or after the command):\n"
             "  --socket PATH          the daemon's socket (default: $AWQ_SOCKET, the settings file's\n"
             "                         server.socket, else $XDG_RUNTIME_DIR/awqd/awqd.sock)\n"
+            "  --pipe NAME            Windows: the daemon's named pipe \\\\.\\pipe\\NAME (default: the\n"
+            "                         settings file's server.pipe, else awqd)\n"
             "  --json                 machine-readable output\n"
             "  --timeout MS           connect and request timeout in milliseconds\n"
             "  --encrypt              use the encrypted channel (keys from the settings file or\n"

@@ -45,6 +45,9 @@ static int read_frame(char *err, awq_conn *c, uint64_t deadline_ns, const uint8_
         c->roff = c->rlen = 0;
         int rc = ipc_sock_read(c->sock, c->rbuf, RBUF, &c->rlen);
         if (rc == AWQ_EAGAIN) {
+            /* about to wait for the server: make the next frame's keystream now, off the
+             * round trip's critical path (the reader owns the receiving half) */
+            if (c->chan) ipc_chan_prepare(c->chan, IPC_CHAN_RX);
             int left = ms_left(deadline_ns);
             if (left == 0) return awq_seterr(err, AWQ_ETIMEDOUT, "timed out waiting for the server");
             if ((rc = ipc_sock_wait(c->sock, false, left)) == AWQ_ETIMEDOUT)
@@ -101,6 +104,9 @@ static int write_frame(char *err, awq_conn *c, const void *payload, size_t n, bo
     if (!rc) {
         rc = ipc_sock_write_all(c->sock, b->data, b->len, c->io_timeout_ms);
         if (rc) awq_seterr(err, rc, "sending to the server failed: %s", awq_strerror(rc));
+        /* the server is busy with this frame now: make the next one's keystream meanwhile
+         * (wmu is held, and it guards the sending half) */
+        else if (c->chan && !raw) ipc_chan_prepare(c->chan, IPC_CHAN_TX);
     }
     if (b->cap > (1u << 20)) awq_buf_free(b); /* do not keep a big burst's memory */
     return rc;

@@ -1,7 +1,8 @@
 /* test_ipc_channel.c - ipc/ keys and secure channel: key generation and the owner-only mode
  * check, authorized keys and known-servers pinning (TOFU, changed key), the handshake (success,
  * unknown client key, a server that does not hold the key it presents, tampered confirmation),
- * and the secretstream channel (round trip across rekeys, bit flip, replay, reorder). */
+ * and the secretstream channel (round trip across rekeys, bit flip, replay, reorder), and the
+ * fused small-frame path against libsodium's own push/pull. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +20,10 @@ static char dir[256];
 #include <process.h>
 
 #include "plat.h"
-/* mingw has no mkdtemp: a directory named after the pid, in the working directory */
+/* mingw has no mkdtemp: a directory named after the pid and the clock, in the working
+ * directory (wine reuses pids, so the pid alone can name a folder an earlier run left) */
 static char *mkdtemp(char *tmpl) {
-    snprintf(tmpl, sizeof dir, "awq-ipc-chan-%d", _getpid());
+    snprintf(tmpl, sizeof dir, "awq-ipc-chan-%d-%llu", _getpid(), (unsigned long long)plat_now_ns());
     return plat_mkdirs(NULL, tmpl, 0700) == 0 ? tmpl : NULL;
 }
 #endif
@@ -185,6 +187,127 @@ int main(void) {
         CHECK_EQ(ipc_chan_seal(err, cc, a, 8, ca), 0);
         CHECK_EQ(ipc_chan_seal(err, cc, b, 8, cb), 0);
         CHECK_EQ(ipc_chan_open(err, sc, cb, sizeof cb, back, &n), AWQ_ECRYPTO);
+    }
+    ipc_chan_free(cc);
+    ipc_chan_free(sc);
+
+    CASE("chan-2.8", "the fused small-frame path is on and interoperates with libsodium's push/pull");
+    CHECK_EQ(ipc_chan_fast_path(), 1); /* the self-check passed against this libsodium */
+    CHECK_EQ(handshake(ckp, skp, auth, &cc, &sc, err, spk), 0);
+    ipc_chan_set_fast(sc, false); /* the server side: libsodium only; the client: fused */
+    {
+        /* every size from 0 to past the fused limit (384) and past the 4-block step (128),
+         * both directions, over two rekeys: each frame is opened by the other implementation,
+         * whose MAC check fails on any byte that differs */
+        static uint8_t pt[600], ct[600 + IPC_CHAN_ABYTES], back[600];
+        int mismatched = 0, frames = 0;
+        for (int round = 0; frames < 2 * IPC_REKEY_FRAMES + 50; round++)
+            for (size_t len = 0; len <= 400; len += (len < 140 || len > 370) ? 1 : 13, frames++) {
+                size_t n = 0;
+                for (size_t i = 0; i < len; i++) pt[i] = (uint8_t)(i * 13 + len + (size_t)round);
+                ipc_chan *tx = frames & 1 ? cc : sc, *rx = frames & 1 ? sc : cc;
+                if (ipc_chan_seal(err, tx, pt, len, ct) || ipc_chan_open(err, rx, ct, len + IPC_CHAN_ABYTES, back, &n) ||
+                    n != len || (len && memcmp(pt, back, len)))
+                    mismatched++;
+            }
+        CHECK_EQ(mismatched, 0);
+        /* a big frame (libsodium on both sides) in between keeps both streams in step */
+        size_t n;
+        memset(pt, 7, sizeof pt);
+        CHECK_EQ(ipc_chan_seal(err, cc, pt, sizeof pt, ct), 0);
+        CHECK_EQ(ipc_chan_open(err, sc, ct, sizeof ct, back, &n), 0);
+        CHECK_EQ(n, sizeof pt);
+        CHECK_EQ(ipc_chan_seal(err, cc, pt, 20, ct), 0);
+        CHECK_EQ(ipc_chan_open(err, sc, ct, 20 + IPC_CHAN_ABYTES, back, &n), 0);
+    }
+    ipc_chan_free(cc);
+    ipc_chan_free(sc);
+
+    CASE("chan-2.9", "fused path: a flip in the tag byte, ciphertext or MAC, or a short frame, is refused");
+    {
+        const size_t where[] = {0, 1, 9, 20, 20 + IPC_CHAN_ABYTES - 1};
+        int refused = 0;
+        for (size_t w = 0; w < sizeof where / sizeof *where; w++) {
+            CHECK_EQ(handshake(ckp, skp, auth, &cc, &sc, err, spk), 0);
+            uint8_t pt[20] = "nineteen bytes long", ct[20 + IPC_CHAN_ABYTES], back[20];
+            size_t n;
+            CHECK_EQ(ipc_chan_seal(err, sc, pt, sizeof pt, ct), 0);
+            ct[where[w]] ^= 0x80;
+            if (ipc_chan_open(err, cc, ct, sizeof ct, back, &n) == AWQ_ECRYPTO &&
+                strstr(err, "forged, corrupted, replayed or out of order"))
+                refused++;
+            ipc_chan_free(cc);
+            ipc_chan_free(sc);
+        }
+        CHECK_EQ(refused, 5);
+        CHECK_EQ(handshake(ckp, skp, auth, &cc, &sc, err, spk), 0);
+        uint8_t ct[IPC_CHAN_ABYTES], back[1];
+        size_t n;
+        CHECK_EQ(ipc_chan_seal(err, sc, (const uint8_t *)"", 0, ct), 0); /* an empty frame is 17 bytes */
+        CHECK_EQ(ipc_chan_open(err, cc, ct, IPC_CHAN_ABYTES - 1, back, &n), AWQ_ECRYPTO);
+        CHECK_CONTAINS(err, "encrypted frame of 16 bytes is shorter than its tag");
+        CHECK_EQ(ipc_chan_open(err, cc, ct, IPC_CHAN_ABYTES, back, &n), AWQ_ECRYPTO);
+        CHECK_CONTAINS(err, "already failed");
+        ipc_chan_free(cc);
+        ipc_chan_free(sc);
+    }
+
+    CASE("chan-2.10", "sealing in place (output over the input) still round-trips");
+    CHECK_EQ(handshake(ckp, skp, auth, &cc, &sc, err, spk), 0);
+    {
+        uint8_t buf[64 + IPC_CHAN_ABYTES], back[64];
+        size_t n;
+        for (int i = 0; i < 64; i++) buf[i] = (uint8_t)i;
+        CHECK_EQ(ipc_chan_seal(err, cc, buf, 64, buf), 0); /* overlapping: the libsodium path */
+        CHECK_EQ(ipc_chan_open(err, sc, buf, sizeof buf, back, &n), 0);
+        CHECK_EQ(n, 64);
+        CHECK_EQ(back[63], 63);
+    }
+    ipc_chan_free(cc);
+    ipc_chan_free(sc);
+
+    CASE("chan-2.11", "prepared keystreams: used once, dropped for big frames, interoperate with libsodium");
+    CHECK_EQ(handshake(ckp, skp, auth, &cc, &sc, err, spk), 0);
+    ipc_chan_set_fast(sc, false);
+    ipc_chan_prepare(sc, IPC_CHAN_TX | IPC_CHAN_RX); /* no-op on a libsodium-only channel */
+    {
+        /* sizes on both sides of the 4-block keystream (128) and of the fused limit (384): a
+         * prepared keystream that outlived its nonce, or served a frame it was too short for,
+         * would make the libsodium peer's MAC check fail */
+        static const size_t sizes[] = {16, 128, 129, 384, 385, 1000, 0, 35};
+        static uint8_t pt[1000], ct[1000 + IPC_CHAN_ABYTES], back[1000];
+        int mismatched = 0;
+        for (int i = 0; i < 2 * IPC_REKEY_FRAMES + 20; i++) {
+            size_t len = sizes[i % 8], n = 0;
+            for (size_t j = 0; j < len; j++) pt[j] = (uint8_t)(j + (size_t)i);
+            if (i % 3) ipc_chan_prepare(cc, i % 3 == 1 ? IPC_CHAN_TX | IPC_CHAN_RX : IPC_CHAN_RX);
+            if (i % 5 == 0) ipc_chan_prepare(cc, IPC_CHAN_TX); /* twice: the second does nothing */
+            ipc_chan *tx = i & 1 ? cc : sc, *rx = i & 1 ? sc : cc;
+            if (ipc_chan_seal(err, tx, pt, len, ct) || ipc_chan_open(err, rx, ct, len + IPC_CHAN_ABYTES, back, &n) ||
+                n != len || (len && memcmp(pt, back, len)))
+                mismatched++;
+        }
+        CHECK_EQ(mismatched, 0);
+        /* two equal plaintexts in a row never get the same ciphertext (no keystream reuse) */
+        uint8_t c1[16 + IPC_CHAN_ABYTES], c2[16 + IPC_CHAN_ABYTES];
+        memset(pt, 'x', 16);
+        ipc_chan_prepare(cc, IPC_CHAN_TX);
+        CHECK_EQ(ipc_chan_seal(err, cc, pt, 16, c1), 0);
+        ipc_chan_prepare(cc, IPC_CHAN_TX);
+        CHECK_EQ(ipc_chan_seal(err, cc, pt, 16, c2), 0);
+        CHECK(memcmp(c1 + 1, c2 + 1, 16) != 0);
+        size_t n;
+        CHECK_EQ(ipc_chan_open(err, sc, c1, sizeof c1, back, &n), 0);
+        CHECK_EQ(ipc_chan_open(err, sc, c2, sizeof c2, back, &n), 0);
+        /* a failed channel prepares nothing and stays failed */
+        CHECK_EQ(ipc_chan_seal(err, cc, pt, 16, c1), 0);
+        c1[4] ^= 1;
+        CHECK_EQ(ipc_chan_open(err, sc, c1, sizeof c1, back, &n), AWQ_ECRYPTO);
+        ipc_chan_prepare(cc, IPC_CHAN_TX | IPC_CHAN_RX);
+        ipc_chan_set_fast(sc, true);
+        ipc_chan_prepare(sc, IPC_CHAN_TX | IPC_CHAN_RX);
+        CHECK_EQ(ipc_chan_open(err, sc, c1, sizeof c1, back, &n), AWQ_ECRYPTO);
+        CHECK_CONTAINS(err, "already failed");
     }
     ipc_chan_free(cc);
     ipc_chan_free(sc);

@@ -698,6 +698,9 @@ static void test_real(eng_tok *t) {
     CASE("tok-4.3", "1 MB of one repeated character: BPE stays O(n log n)");
     const char *unit[] = {"a", " ", "\xe6\x97\xa5", "\xf0\xa0\xae\xb7"}; /* a, space, 日, 𠮷 (bytes) */
     double limit = getenv("AWQ_SANITIZED") ? 3.0 : 1.0;
+#ifdef _WIN32
+    limit *= 5; /* the Windows C runtime's clock() is wall time, and these tests run under wine */
+#endif
     for (int u = 0; u < 4; u++) {
         size_t ul = strlen(unit[u]), n = (1u << 20) / ul * ul;
         char *big = malloc(n);
