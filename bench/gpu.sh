@@ -3,7 +3,10 @@
 # CUDA unit tests (and again under compute-sanitizer memcheck), then the benchmarks; the tables
 # come last on stdout, full logs go to $OUT (or build-gpu/out).
 #
-#   bench/gpu.sh [all|test|kernels|model|sass|profile]    (default all)
+#   bench/gpu.sh [all|test|kernels|model|sass|profile|ab]    (default all)
+# ab: one env switch A/B in one short call: AWQ_AB=VAR=VALUE (e.g. AWQ_CUDA_GEMV_ZFOLD=1); the
+# checkpoint is written in the background while the decode kernel rows run without and with the
+# switch, then unit.cuda with it set, then the decode model rows (gpu_bench --decode-only) both ways.
 # env: AWQ_GPU_ARCH (default 90), AWQ_MEMCHECK_S (memcheck time limit, default 300), AWQ_MODEL_AB=1
 # (the model table again with AWQ_CUDA_NO_PDL=1), AWQ_MODEL_OLD=1 (again without the dense path and
 # the tensor-core attention: the baseline), AWQ_PREBUILT=DIR (carried binaries, see below), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
@@ -49,6 +52,26 @@ ensure_model() {
 }
 
 summary=""
+if [ "$what" = ab ]; then
+    ab=${AWQ_AB:?set AWQ_AB=VAR=VALUE}
+    export AWQ_SRC=$PWD AWQ_BIN=$(cd $bin && pwd) AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json
+    (ensure_model; cat "$md"/*.safetensors >/dev/null) >"$out/mkmodel.log" 2>&1 &
+    mkpid=$!
+    for v in "" "$ab"; do # $v unquoted: empty = defaults
+        { echo "#### decode kernels, ${v:-defaults}"; env $v $bin/gpu_bench --decode-only | grep -E "^\| [a-zD]"; } \
+            >>"$out/ab.md" 2>>"$out/err.log"
+    done
+    env "$ab" timeout "${AWQ_AB_TEST_S:-120}" $bin/test_cuda >"$out/test.log" 2>&1
+    rc=$?
+    grep -E "FAIL|worst|passed|SKIP|rel err" "$out/test.log" | head -40
+    summary+="| unit.cuda with $ab | rc $rc: $(grep -E 'passed, ' "$out/test.log" | tail -1) |"$'\n'
+    wait $mkpid
+    cat "$out/mkmodel.log"
+    for v in "" "$ab"; do
+        { echo "#### decode model rows, ${v:-defaults}"; env $v $bin/gpu_bench --decode-only --no-kernels --model "$md" \
+            | grep -E "decode"; } >>"$out/ab.md" 2>>"$out/err.log"
+    done
+fi
 if [ "$what" = all ] || [ "$what" = test ]; then
     export AWQ_SRC=$PWD AWQ_BIN=$(cd $bin && pwd) AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json
     $bin/test_cuda >"$out/test.log" 2>&1
@@ -121,4 +144,5 @@ echo "total: $(( $(date +%s) - t0 )) s"
 [ -n "$summary" ] && printf '| check | result |\n| --- | --- |\n%s\n' "$summary"
 [ -f "$out/kernels.md" ] && cat "$out/kernels.md"
 [ -f "$out/model.md" ] && cat "$out/model.md"
+[ -f "$out/ab.md" ] && cat "$out/ab.md"
 exit 0

@@ -14,7 +14,7 @@ static void fail(const char *what, const char *err) {
     exit(1);
 }
 
-void gb_kernels(double copy_gbps) {
+void gb_kernels(double copy_gbps, int decode_only) {
     static const struct { const char *name; int in, out; } shapes[] = {
         {"qkv", 4096, 6144}, {"o", 4096, 4096}, {"gate_up", 4096, 28672}, {"down", 14336, 4096},
     };
@@ -28,6 +28,7 @@ void gb_kernels(double copy_gbps) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
             double cub = 0;
+            if (decode_only && ms[i] > 8) continue;
             if (cu_bench_cublas(err, 0, ms[i], shapes[s].out, shapes[s].in, 11, &cub)) fail("cublas", err);
             static const struct { const char *name; int kernel; } dv[] = {
                 {"gemv", CU_QMM_GEMV}, {"skinny", CU_QMM_SKINNY}, {"dense", CU_QMM_DENSE}};
@@ -42,6 +43,7 @@ void gb_kernels(double copy_gbps) {
                 fflush(stdout);
             }
         }
+    if (decode_only) return;
     printf("\n### AWQ prefill matmul: tiled mma.sync kernel and dense (dequant + cuBLAS) vs cuBLAS fp16 (TFLOP/s)\n\n");
     printf("| shape (in x out) | m | tiled us | tiled TFLOP/s | dense us | dense TFLOP/s | cuBLAS fp16 us | cuBLAS "
            "TFLOP/s | dense / cuBLAS |\n");

@@ -26,18 +26,20 @@ static void die(const char *what, const char *err) {
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int kernels = 1, qmm[4] = {0}, profile = 0;
+    int kernels = 1, qmm[4] = {0}, profile = 0, decode_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
         else if (!strcmp(argv[i], "--no-kernels"))
             kernels = 0;
+        else if (!strcmp(argv[i], "--decode-only"))
+            decode_only = 1; /* the decode rows only, kernels and model (A/B runs) */
         else if (!strcmp(argv[i], "--profile-decode"))
             profile = 1;
         else if (!strcmp(argv[i], "--qmm") && i + 4 < argc) {
             for (int j = 0; j < 4; j++) qmm[j] = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: gpu_bench [--model DIR [--profile-decode]] [--no-kernels] [--qmm IN OUT M KERNEL]\n");
+            fprintf(stderr, "usage: gpu_bench [--model DIR [--profile-decode]] [--no-kernels] [--decode-only] [--qmm IN OUT M KERNEL]\n");
             return 2;
         }
     }
@@ -62,8 +64,8 @@ int main(int argc, char **argv) {
     double copy_gbps = 0;
     if (cu_bench_copy(err, 0, (size_t)1 << 30, 20, &copy_gbps)) die("copy", err);
     printf("| probe | value |\n| --- | --- |\n| D2D copy 1 GiB (read+write) | %.0f GB/s |\n\n", copy_gbps);
-    if (kernels) gb_kernels(copy_gbps);
-    if (model) gb_model(model, copy_gbps);
+    if (kernels) gb_kernels(copy_gbps, decode_only);
+    if (model) gb_model(model, copy_gbps, decode_only);
     return 0;
 }
 #endif
