@@ -17,16 +17,20 @@
 #define ENG_CPU_X86 0
 #endif
 
-/* Tokens per kernel call: bounds the kernels' stack buffers (64 x 128 floats). */
+/* Tokens per kernel call: bounds the per-thread sums (acc) and the AVX-512 GEMM's transposed x. */
 #define ENG_CPU_KERN_M 64
 /* Packed columns per tile of the AVX-512 kernel (16 x 8 = 128 outputs); thread splits are
  * multiples of it so every kernel's tiles line up with cache lines. */
 #define ENG_CPU_KERN_TILE 16
+/* Floats of GEMM scratch (the tile argument) per thread for each row of a group: the AVX2
+ * kernel's converted block (8 x ENG_CPU_KERN_TILE per row), or the AVX-512 kernel's slice plus
+ * x of one group transposed for up to ENG_CPU_KERN_M tokens (see eng_cpu_qmm_avx512). */
+#define ENG_CPU_TILE_ROW 256
 
 /* A linear's work for tokens x (m, in) over packed columns [c0, c1): y (m, out) gets those
  * outputs. xs (m, in/group) holds the per-group sums of x. gemm: convert each weight block
- * once into tile (group * 128 floats) and reuse it across the m tokens; otherwise stream it per
- * token. Both give bitwise identical results. acc 2 x (m, c1 - c0, 8) floats, 64-byte aligned:
+ * once into tile (group * ENG_CPU_TILE_ROW floats, 64-byte aligned) and reuse it across the m
+ * tokens; otherwise stream it per token. Both give bitwise identical results. acc 2 x (m, c1 - c0, 8) floats, 64-byte aligned:
  * the running sums of every tile (and, where the kernel sums by k-chunk, the chunks' total), so
  * the kernels can walk group by group over all their tiles (walking one tile down all rows
  * touches a new page per row and ran 10x slower). */

@@ -4,7 +4,8 @@
  * Work split, GEMM and the scalar/AVX2 GEMV: each thread owns a contiguous range of packed
  * columns (multiples of a 16-column, 64-byte tile) and writes outputs no other thread touches.
  * That walk reads a 64-byte piece of every weight row, which the hardware prefetchers cannot
- * follow: it reached ~25 % of the read bandwidth at decode.
+ * follow: it reached ~25 % of the read bandwidth at decode. The GEMM is compute-bound (each
+ * weight serves up to 64 tokens) and the AVX-512 one prefetches the next block's rows itself.
  *
  * Work split, AVX-512 GEMV (decode): (column block x k-chunk) items, each summing its chunk's
  * groups over 2 KB runs of whole rows, then per column block the chunk partials added in chunk
@@ -176,7 +177,7 @@ typedef struct qmm_job {
     int m;
     float *y;         /* (m, out) */
     bool gemm;
-    float *tiles;     /* (threads, group * 128) when gemm */
+    float *tiles;     /* (threads, group * ENG_CPU_TILE_ROW) when gemm */
     float *accs;      /* (threads, acc_per) */
     size_t acc_per;
 } qmm_job;
@@ -188,7 +189,7 @@ static void qmm_task(void *ctx, int tid, int n) {
     int c1 = (int)((long long)tiles * (tid + 1) / n) * ENG_CPU_KERN_TILE;
     if (c1 > C) c1 = C;
     if (c0 >= c1) return;
-    float *tile = j->gemm ? j->tiles + (size_t)tid * j->l->group * 8 * ENG_CPU_KERN_TILE : NULL;
+    float *tile = j->gemm ? j->tiles + (size_t)tid * j->l->group * ENG_CPU_TILE_ROW : NULL;
     float *acc = j->accs + (size_t)tid * j->acc_per;
     for (int m0 = 0; m0 < j->m; m0 += ENG_CPU_KERN_M) {
         int mc = j->m - m0 < ENG_CPU_KERN_M ? j->m - m0 : ENG_CPU_KERN_M;
@@ -284,9 +285,10 @@ static int qmv(char *err, eng_cpu_qmv_fn *v, eng_cpu_pool *pool, const eng_qline
 
 static int qmm(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qlinear *l, const float *x, int m,
                float *y, bool gemm) {
-    eng_cpu_qmm_fn *q;
-    eng_cpu_qmv_fn *v;
-    eng_cpu_f16mm_fn *f;
+    /* NULL: -O3 cannot see that pick() sets them whenever it returns 0 (maybe-uninitialized) */
+    eng_cpu_qmm_fn *q = NULL;
+    eng_cpu_qmv_fn *v = NULL;
+    eng_cpu_f16mm_fn *f = NULL;
     int rc = eng_cpu_qlinear_check(err, l);
     if (rc) return rc;
     if (m <= 0) return awq_seterr(err, AWQ_EINVAL, "token count %d must be positive", m);
@@ -294,22 +296,36 @@ static int qmm(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const eng_qline
     const int G = l->group, ng = l->in / G;
     float *xs = malloc((size_t)m * ng * sizeof *xs);
     if (!xs) return awq_seterr(err, AWQ_ENOMEM, "out of memory for a %d x %d linear", l->in, l->out);
-    /* group sums of x, k ascending: shared by every column and every path */
-    for (int mi = 0; mi < m; mi++)
-        for (int g = 0; g < ng; g++) {
-            float s = 0.0f;
-            const float *xg = x + (size_t)mi * l->in + (size_t)g * G;
-            for (int k = 0; k < G; k++) s += xg[k];
-            xs[(size_t)mi * ng + g] = s;
+    /* group sums of x, k ascending: shared by every column and every path. Eight groups' sums
+     * advance together (each still adds its k in ascending order from 0): one chain at a time
+     * waits on the adder's latency, ~7 % of a 1-thread prefill GEMM before this. */
+    for (int mi = 0; mi < m; mi++) {
+        const float *xm = x + (size_t)mi * l->in;
+        int g0 = 0;
+        for (; g0 + 8 <= ng; g0 += 8) {
+            const float *p = xm + (size_t)g0 * G;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
+            for (int k = 0; k < G; k++) {
+                s0 += p[k], s1 += p[G + k], s2 += p[2 * G + k], s3 += p[3 * G + k];
+                s4 += p[4 * G + k], s5 += p[5 * G + k], s6 += p[6 * G + k], s7 += p[7 * G + k];
+            }
+            float *o = xs + (size_t)mi * ng + g0;
+            o[0] = s0, o[1] = s1, o[2] = s2, o[3] = s3, o[4] = s4, o[5] = s5, o[6] = s6, o[7] = s7;
         }
+        for (; g0 < ng; g0++) {
+            float s = 0.0f;
+            for (int k = 0; k < G; k++) s += xm[(size_t)g0 * G + k];
+            xs[(size_t)mi * ng + g0] = s;
+        }
+    }
     if (!gemm && v) {
         rc = qmv(err, v, pool, l, x, xs, m, y);
         free(xs);
         return rc;
     }
     float *tiles = NULL;
-    /* 64-byte aligned: the kernels store whole vectors into it (size is a multiple of 512) */
-    if (gemm) tiles = plat_aligned_alloc(64, (size_t)eng_cpu_pool_size(pool) * G * 8 * ENG_CPU_KERN_TILE * sizeof *tiles);
+    /* 64-byte aligned: the kernels store whole vectors into it (size is a multiple of 1 KB) */
+    if (gemm) tiles = plat_aligned_alloc(64, (size_t)eng_cpu_pool_size(pool) * G * ENG_CPU_TILE_ROW * sizeof *tiles);
     /* per-thread running sums: (tokens per kernel call, columns per thread, 8) floats */
     const int nt = eng_cpu_pool_size(pool), C = l->out / 8;
     const size_t span = (size_t)((C + ENG_CPU_KERN_TILE - 1) / ENG_CPU_KERN_TILE + nt - 1) / (size_t)nt * ENG_CPU_KERN_TILE;
@@ -367,9 +383,10 @@ static void f16_task(void *ctx, int tid, int nt) {
 
 int eng_cpu_f16_matmul(char *err, eng_cpu_impl impl, eng_cpu_pool *pool, const uint16_t *w, int n, int k,
                        const float *x, int m, float *y) {
-    eng_cpu_qmm_fn *q;
-    eng_cpu_qmv_fn *v;
-    eng_cpu_f16mm_fn *f;
+    /* NULL: -O3 cannot see that pick() sets them whenever it returns 0 (maybe-uninitialized) */
+    eng_cpu_qmm_fn *q = NULL;
+    eng_cpu_qmv_fn *v = NULL;
+    eng_cpu_f16mm_fn *f = NULL;
     if (n <= 0 || k <= 0 || m <= 0)
         return awq_seterr(err, AWQ_EINVAL, "fp16 matmul shape n=%d k=%d m=%d: all must be positive", n, k, m);
     int rc = pick(err, impl, &q, &v, &f);

@@ -236,9 +236,131 @@ void eng_cpu_qmv_avx512(const eng_qlinear *l, const float *x, const float *xs, i
 
 /* =============================================================== blocked GEMM ==== */
 
-/* Per group and tile, convert the block once into tile ((G, 8, 16) floats) and reuse it for
- * every token, two tokens at a time in registers. Outputs are summed per k-chunk (ych, from 0)
- * and the chunks added in order into ytot, exactly as the GEMV's items and reduction do. */
+/* Prefill is compute-bound (2 flops per weight per token): the GEMM must keep both FMA ports
+ * busy. Each (group x 16-column tile) block is dequantized slice by slice: GEMM_NV of its 8
+ * nibble vectors for all G rows (G x GEMM_NV x 16 floats, 32 KB for G = 128 and NV 4, so it
+ * stays in L1), then a register-blocked microkernel runs GEMM_R tokens x GEMM_NV vectors of
+ * fp32 accumulators (24 zmm) down the group's rows: per row GEMM_NV loads of the slice, GEMM_R
+ * broadcasts of x and GEMM_R x GEMM_NV FMAs. The previous kernel (2 tokens x 8 vectors against
+ * a 64 KB tile) needed 64 bytes from L2 per FMA cycle and reached ~35 % of the FMA peak.
+ *
+ * Measured on the 2-core dev VM, 1 thread, k_proj shape, 64 tokens, best of 10 (bench/cpu_gemv
+ * --gemm 64, variants built with -D): R x NV = 6 x 4 and 5 x 4 80 %, 7 x 4 and 8 x 2 78 %,
+ * 10 x 2 / 14 x 2 77 %, 16 x 1 70 % (17 loads per 16 FMAs), 12 x 2 63 %, 4 x 4 ~50 %, 3 x 8
+ * ~33 % (a 64 KB slice does not fit L1). Of the 6 x 4 kernel's time the microkernel is ~88 %
+ * (running at ~95 % of the FMA peak), the slice conversion ~10 %, the rest (x transposition,
+ * scales, output order, the dispatcher's group sums) a few %. Column block 8 vs 16 tiles and
+ * 128 tokens per kernel call instead of 64 made no difference that stood out of the noise.
+ *
+ * Per (token, output, group) the operations are the GEMV's, in the same order: acc = 0, one FMA
+ * per row k ascending, then y_chunk = fma(s, fnma(z, xs, acc), y_chunk) (group_finish), chunk
+ * partials from 0 added in chunk order. Which tokens share a register block never changes a
+ * token's result (batch invariance). All four are -D overridable for such experiments. */
+#ifndef GEMM_NV
+#define GEMM_NV 4
+#endif
+#ifndef GEMM_R
+#define GEMM_R 6
+#endif
+/* the next block's rows go to L1 (T1, into L2, measured the same) */
+#ifndef GEMM_PF_HINT
+#define GEMM_PF_HINT _MM_HINT_T0
+#endif
+/* Tiles per column block: the block's chunk partials and totals (2 x 32 KB per tile at 64
+ * tokens, 1 MB for the block) stay in L2 while the block walks down all groups, instead of
+ * every group walking all of a thread's tiles (56 for gate/up on 2 threads: 3.7 MB of sums).
+ * x is transposed once per (block, group): ~1 % of the block's work. */
+#ifndef GEMM_CB
+#define GEMM_CB 16
+#endif
+_Static_assert(8 % GEMM_NV == 0, "GEMM_NV must divide the 8 nibble vectors");
+
+/* What a microkernel call needs besides its tokens: the block's scales and zeros in nibble
+ * layout ((8, 16) floats each; in memory, not registers: the microkernel needs its 24
+ * accumulators and operands), which nibble vectors, where this group sits in its k-chunk, and
+ * the rows of the next block to prefetch. */
+typedef struct mk_blk {
+    const float *sv, *zv;
+    int i0;             /* first nibble vector of the slice */
+    bool first, last;   /* the group opens / closes its k-chunk */
+    bool tfirst;        /* ... and that chunk is the first */
+    const int32_t *pf;  /* NULL, or row 0 of the next block: prefetched one row per k */
+    size_t pfs;         /* its row stride (int32) */
+} mk_blk;
+
+/* R tokens (xt: their group's x transposed, (G, GEMM_R) floats; xs: their group sums, stride ng)
+ * x GEMM_NV nibble vectors of slice (G, GEMM_NV, 16): accumulate the group, then finish (token
+ * r's 128 floats at + r * 128 of each):
+ *   chunk = fma(s, fnma(z, xs, acc), first ? 0 : ych);   last ? ytot = (tfirst ? 0 : ytot) + chunk
+ *                                                              : ych = chunk
+ * which is group_finish into a chunk partial from 0 and the partials added in chunk order, as
+ * the GEMV does, without a pass over the partials per chunk (that pass cost ~4 %). R is a
+ * constant at every call (see mk_rows) so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void mk(const float *sl, const float *xt, int G, int R,
+                                                     const float *xs, size_t ng, const mk_blk *b, float *ych,
+                                                     float *ytot) {
+    __m512 a[16][GEMM_NV]; /* R <= 16; only R rows are used and kept in registers */
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < GEMM_NV; v++) a[r][v] = _mm512_setzero_ps();
+    const int32_t *pf = b->pf;
+    for (int k = 0; k < G; k++) {
+        if (pf) _mm_prefetch((const char *)(pf + (size_t)k * b->pfs), GEMM_PF_HINT);
+        __m512 w[GEMM_NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < GEMM_NV; v++) w[v] = _mm512_load_ps(sl + ((size_t)k * GEMM_NV + v) * 16);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++) {
+            const __m512 bx = _mm512_set1_ps(xt[(size_t)k * GEMM_R + r]);
+#pragma GCC unroll 8
+            for (int v = 0; v < GEMM_NV; v++) a[r][v] = _mm512_fmadd_ps(bx, w[v], a[r][v]);
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+        const __m512 xsv = _mm512_set1_ps(xs[(size_t)r * ng]);
+#pragma GCC unroll 8
+        for (int v = 0; v < GEMM_NV; v++) {
+            const size_t o = (size_t)r * 128 + 16 * (size_t)(b->i0 + v);
+            const __m512 d = _mm512_fnmadd_ps(_mm512_load_ps(b->zv + 16 * (b->i0 + v)), xsv, a[r][v]);
+            const __m512 c = _mm512_fmadd_ps(_mm512_load_ps(b->sv + 16 * (b->i0 + v)), d,
+                                             b->first ? zero : _mm512_load_ps(ych + o));
+            if (b->last)
+                _mm512_store_ps(ytot + o, _mm512_add_ps(b->tfirst ? zero : _mm512_load_ps(ytot + o), c));
+            else
+                _mm512_store_ps(ych + o, c);
+        }
+    }
+}
+
+/* mk for n < GEMM_R tokens: one specialisation per count (a loop over a variable count would
+ * spill the accumulators to the stack) */
+static void mk_rows(int n, const float *sl, const float *xt, int G, const float *xs, size_t ng, const mk_blk *b,
+                    float *ych, float *ytot) {
+    switch (n) {
+#define MK_CASE(R)                                                                                             \
+    case R: mk(sl, xt, G, R, xs, ng, b, ych, ytot); break;
+        MK_CASE(1) MK_CASE(2) MK_CASE(3) MK_CASE(4) MK_CASE(5) MK_CASE(6) MK_CASE(7) MK_CASE(8)
+        MK_CASE(9) MK_CASE(10) MK_CASE(11) MK_CASE(12) MK_CASE(13) MK_CASE(14) MK_CASE(15) MK_CASE(16)
+#undef MK_CASE
+    default: break;
+    }
+}
+_Static_assert(GEMM_R <= 16, "mk_rows specialises up to 16 tokens");
+
+/* token blocks of one kernel call; the tile buffer (G * ENG_CPU_TILE_ROW floats) must hold a
+ * slice and the transposed x of all of them */
+#define GEMM_BLOCKS ((ENG_CPU_KERN_M + GEMM_R - 1) / GEMM_R)
+_Static_assert(GEMM_NV * 16 + GEMM_BLOCKS * GEMM_R <= ENG_CPU_TILE_ROW, "GEMM scratch exceeds the tile buffer");
+
+/* The blocked GEMM over packed columns [c0, c1) for m tokens (see cpu_kern.h). tile holds one
+ * slice (G, GEMM_NV, 16) and then x of the current group transposed per token block, (blocks,
+ * G, GEMM_R): the broadcasts then read consecutive floats (rows of x lie `in` floats apart, a
+ * multiple of 4 KB for every real model, so GEMM_R of them would share one L1 set); accbuf the
+ * chunk partials ych and totals ytot, (nt, m, 128) each, every element written before it is
+ * read (no clearing pass). */
 void eng_cpu_qmm_avx512(const eng_qlinear *l, const float *x, const float *xs, int m, int c0, int c1, float *y,
                         bool gemm, float *tile, float *accbuf) {
     (void)gemm; /* the GEMV goes through eng_cpu_qmv_avx512 */
@@ -248,56 +370,57 @@ void eng_cpu_qmm_avx512(const eng_qlinear *l, const float *x, const float *xs, i
     scale_perm sp;
     scale_perm_init(&sp);
     float *ych = accbuf, *ytot = accbuf + (size_t)m * nt * 128; /* (nt, m, 128) each */
-    memset(accbuf, 0, sizeof(float) * 2 * (size_t)m * nt * 128);
-    for (int g = 0; g < ng; g++) {
-        for (int t = c0; t < c1; t += 16) {
-            const int w = c1 - t < 16 ? c1 - t : 16;
-            const __mmask16 mk = (__mmask16)((1u << w) - 1u);
-            float(*yb)[128] = (float(*)[128])(ych + (size_t)(t - c0) / 16 * (size_t)m * 128);
-            __m512 sv[8], zv[8];
-            group_params(l, g, t, w, &sp, lut, sv, zv);
-            const int32_t *qw = l->qweight + (size_t)g * G * C + t;
-            for (int k = 0; k < G; k++) {
-                __m512i wv = _mm512_maskz_loadu_epi32(mk, qw + (size_t)k * C);
+    float *xt = tile + (size_t)G * GEMM_NV * 16;                 /* (blocks, G, GEMM_R) */
+    _Alignas(64) float sv[8 * 16], zv[8 * 16];
+    mk_blk b = {.sv = sv, .zv = zv, .pfs = (size_t)C};
+    for (int cb = c0; cb < c1; cb += 16 * GEMM_CB) {
+        const int cb1 = c1 - cb < 16 * GEMM_CB ? c1 : cb + 16 * GEMM_CB;
+        for (int g = 0; g < ng; g++) {
+            b.first = g % kc == 0;
+            b.last = (g + 1) % kc == 0 || g == ng - 1;
+            b.tfirst = g < kc;
+            for (int mi = 0; mi < m; mi++) /* unused lanes of a last partial block stay unread */
+                for (int k = 0; k < G; k++)
+                    xt[((size_t)(mi / GEMM_R) * G + k) * GEMM_R + mi % GEMM_R] =
+                        x[(size_t)mi * in + (size_t)g * G + k];
+            for (int t = cb; t < cb1; t += 16) {
+                const int w = cb1 - t < 16 ? cb1 - t : 16;
+                const __mmask16 mk16 = (__mmask16)((1u << w) - 1u);
+                const size_t yo = (size_t)(t - c0) / 16 * (size_t)m * 128;
+                __m512 svr[8], zvr[8];
+                group_params(l, g, t, w, &sp, lut, svr, zvr);
+                for (int i = 0; i < 8; i++) {
+                    _mm512_store_ps(sv + 16 * i, svr[i]);
+                    _mm512_store_ps(zv + 16 * i, zvr[i]);
+                }
+                const int32_t *qw = l->qweight + (size_t)g * G * C + t;
+                /* the next block's rows: each is a new cache line (rows lie 4 C bytes apart), and
+                 * converting a slice waited on them */
+                const int32_t *next = t + 16 < cb1  ? qw + 16
+                                      : g + 1 < ng  ? l->qweight + (size_t)(g + 1) * G * C + cb
+                                      : cb1 < c1    ? l->qweight + cb1
+                                                    : NULL;
+                for (b.i0 = 0; b.i0 < 8; b.i0 += GEMM_NV) {
+                    for (int k = 0; k < G; k++) {
+                        const __m512i wv = _mm512_maskz_loadu_epi32(mk16, qw + (size_t)k * C);
 #pragma GCC unroll 8
-                for (int i = 0; i < 8; i++) _mm512_store_ps(tile + ((size_t)k * 8 + i) * 16, NIB(wv, i, lut));
-            }
-            int mi = 0;
-            for (; mi + 2 <= m; mi += 2) {
-                const float *x0 = x + (size_t)mi * in + (size_t)g * G, *x1 = x0 + in;
-                __m512 a0[8], a1[8];
-                for (int i = 0; i < 8; i++) a0[i] = a1[i] = _mm512_setzero_ps();
-                for (int k = 0; k < G; k++) {
-                    const float *tk = tile + (size_t)k * 128;
-                    __m512 b0 = _mm512_set1_ps(x0[k]), b1 = _mm512_set1_ps(x1[k]);
-#pragma GCC unroll 8
-                    for (int i = 0; i < 8; i++) {
-                        __m512 wv = _mm512_load_ps(tk + 16 * i);
-                        a0[i] = _mm512_fmadd_ps(b0, wv, a0[i]);
-                        a1[i] = _mm512_fmadd_ps(b1, wv, a1[i]);
+                        for (int v = 0; v < GEMM_NV; v++)
+                            _mm512_store_ps(tile + ((size_t)k * GEMM_NV + v) * 16, NIB(wv, b.i0 + v, lut));
+                    }
+                    int mi = 0;
+                    for (; mi + GEMM_R <= m; mi += GEMM_R) {
+                        b.pf = b.i0 == 0 && mi == 0 ? next : NULL;
+                        mk(tile, xt + (size_t)mi * G, G, GEMM_R, xs + (size_t)mi * ng + g, (size_t)ng, &b,
+                           ych + yo + (size_t)mi * 128, ytot + yo + (size_t)mi * 128);
+                    }
+                    if (mi < m) {
+                        b.pf = b.i0 == 0 && mi == 0 ? next : NULL;
+                        mk_rows(m - mi, tile, xt + (size_t)mi * G, G, xs + (size_t)mi * ng + g, (size_t)ng, &b,
+                                ych + yo + (size_t)mi * 128, ytot + yo + (size_t)mi * 128);
                     }
                 }
-                group_finish(yb[mi], a0, sv, zv, xs[(size_t)mi * ng + g]);
-                group_finish(yb[mi + 1], a1, sv, zv, xs[(size_t)(mi + 1) * ng + g]);
-            }
-            for (; mi < m; mi++) {
-                const float *x0 = x + (size_t)mi * in + (size_t)g * G;
-                __m512 a0[8];
-                for (int i = 0; i < 8; i++) a0[i] = _mm512_setzero_ps();
-                for (int k = 0; k < G; k++) {
-                    const float *tk = tile + (size_t)k * 128;
-                    __m512 b0 = _mm512_set1_ps(x0[k]);
-#pragma GCC unroll 8
-                    for (int i = 0; i < 8; i++) a0[i] = _mm512_fmadd_ps(b0, _mm512_load_ps(tk + 16 * i), a0[i]);
-                }
-                group_finish(yb[mi], a0, sv, zv, xs[(size_t)mi * ng + g]);
             }
         }
-        if ((g + 1) % kc == 0 || g == ng - 1) /* end of a k-chunk: total += chunk, chunk = 0 */
-            for (size_t i = 0; i < (size_t)m * nt * 128; i += 16) {
-                _mm512_store_ps(ytot + i, _mm512_add_ps(_mm512_load_ps(ytot + i), _mm512_load_ps(ych + i)));
-                _mm512_store_ps(ych + i, _mm512_setzero_ps());
-            }
     }
     for (int t = c0; t < c1; t += 16) {
         const int w = c1 - t < 16 ? c1 - t : 16;

@@ -423,9 +423,9 @@ static int f_gen(dc *d, const char *k, uint32_t kl) {
     if (K("prompt")) return rd_str(d, "prompt", &g->prompt, 0);
     if (K("raw")) return rd_bool(d, "raw", &g->raw);
     if (K("add_bos")) {
-        bool b;
+        bool b = false;
         int rc = rd_bool(d, "add_bos", &b);
-        g->add_bos = b;
+        if (rc == 0) g->add_bos = b; /* on a type error b was never written */
         return rc;
     }
     if (K("max_tokens")) return rd_u32(d, "max_tokens", &g->max_tokens, 0, IPC_MAX_TOKENS);

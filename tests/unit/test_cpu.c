@@ -1,7 +1,8 @@
 /* test_cpu.c - the CPU backend: AWQ GEMV/GEMM of every implementation (scalar, AVX2, AVX-512)
  * against a dequantized fp64 reference on odd shapes, GEMV == GEMM bitwise, thread-count and
  * batch invariance, the fp16 lm_head product, RMSNorm and RoPE against direct formulas, the
- * sliding-window bound, the worker pool, the whole forward pass against a plain fp64 forward
+ * sliding-window bound, the worker pool, the blocked GEMM's register-block remainders, column
+ * blocks and thread-count invariance, the whole forward pass against a plain fp64 forward
  * (GQA, MHA, sliding window shorter than the sequence, tied embeddings), and the error paths.
  */
 #include <math.h>
@@ -181,6 +182,42 @@ int main(void) {
             CHECK_EQ(eng_cpu_gemv(err, ENG_CPU_AVX512, NULL, &l, x, 1, y), AWQ_EUNSUPPORTED);
             CHECK_CONTAINS(err, "'avx512' are not supported");
         }
+    }
+
+    CASE("cpu-2.4", "blocked GEMM: every register-block remainder, column blocks, k-chunks, split calls");
+    /* The AVX-512 GEMM runs tokens in register blocks (6 at a time) and columns in blocks of
+     * 256 packed columns; every token count up to two blocks and beyond one kernel call (64)
+     * must still equal the GEMV bitwise and the fp64 reference within the usual tolerance.
+     * 2208 outputs = 276 packed columns: two column blocks, the last tile 4 columns wide;
+     * 1024 rows at group 128: two k-chunks. */
+    for (int m = 1; m <= 13; m++) check_linear(pool, 256, 136, 64, m, 40 + (uint64_t)m);
+    check_linear(pool, 1024, 2208, 128, 17, 60);
+    check_linear(pool, 1024, 2208, 128, 67, 61);
+    check_linear(pool, 1536, 72, 128, 131, 62); /* three kernel calls of at most 64 tokens */
+    check_linear(pool, 640, 136, 128, 9, 63);   /* a last k-chunk of one group */
+    check_linear(pool, 1024, 40, 512, 7, 64);   /* one group per k-chunk */
+
+    CASE("cpu-2.5", "the GEMM does not depend on the thread count (bitwise)");
+    {
+        eng_model *mm = tm_create(8, 8, 0, 1, 1, 8, 8, 8, 0, 1, 19);
+        tm_rng r = {25};
+        eng_qlinear l;
+        tm_qlinear(mm, &r, &l, 512, 2184, 128);
+        const int m = 23;
+        float *x = malloc(sizeof(float) * m * 512), *a = malloc(sizeof(float) * m * 2184),
+              *b = malloc(sizeof(float) * m * 2184);
+        for (int i = 0; i < m * 512; i++) x[i] = tm_unif(&r) - 0.5f;
+        CHECK_EQ(eng_cpu_gemm(err, ENG_CPU_AUTO, NULL, &l, x, m, a), 0);
+        for (int nt = 2; nt <= 5; nt++) {
+            eng_cpu_pool *pn = eng_cpu_pool_create(err, nt);
+            CHECK(pn != NULL);
+            memset(b, 0, sizeof(float) * m * 2184);
+            CHECK_EQ(eng_cpu_gemm(err, ENG_CPU_AUTO, pn, &l, x, m, b), 0);
+            CHECK(memcmp(a, b, sizeof(float) * m * 2184) == 0);
+            eng_cpu_pool_free(pn);
+        }
+        free(x), free(a), free(b);
+        tm_free(mm);
     }
 
     CASE("cpu-3.1", "fp16 lm_head product of every impl vs fp64, odd k, several tokens");
