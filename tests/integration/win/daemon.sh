@@ -23,7 +23,9 @@ wine "$B/awq-mkmodel.exe" -o "Z:$T/m" --preset tiny --tokenizer "Z:$TOK" --seed 
 printf '[server]\npipe = %s\n[model]\nroots = Z:%s\n' "$P" "$T" >"$T/awqd.ini"
 wine "$B/awqd.exe" --config "Z:$T/awqd.ini" --model "Z:$T/m" --device cpu --threads 1 --foreground >"$T/awqd.log" 2>&1 &
 DPID=$!
-for _ in $(seq 1 100); do A status >/dev/null && break; sleep 0.1; done
+# the model loads at start: wait (up to ~60 s on a loaded CI machine under wine) until status
+# says it is loaded, not merely until the pipe answers
+for _ in $(seq 1 300); do A status 2>/dev/null | grep -q "^loaded: true" && break; sleep 0.2; done
 st=$(A status)
 check "awqd.exe answers status on \\\\.\\pipe\\$P" 'grep -q "^loaded: true" <<<"$st" && grep -qF "socket: \\\\.\\pipe\\$P" <<<"$st"'
 [ "$fails" = 0 ] || { cat "$T/awqd.log"; exit 1; }

@@ -58,7 +58,7 @@ check "installed awqd.exe --check-config finds the installed settings" \
   '[ $rc -eq 0 ] && grep -qiF "# settings: $PD\\awqd\\awqd.ini" <<<"$cc" && grep -q "^socket_group = S-1-5-4" <<<"$cc"'
 check "the service section registered the service (STOPPED, demand start)" '[ "$(svc_state)" = STOPPED ]'
 $W net start awqd >/dev/null 2>&1
-for _ in $(seq 1 50); do [ "$(svc_state)" = RUNNING ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ "$(svc_state)" = RUNNING ] && break; sleep 0.1; done
 st=$(wine "$I/awq.exe" status 2>&1 | tr -d '\r')
 check "the installed service starts with the default settings and answers on \\\\.\\pipe\\awqd" \
   '[ "$(svc_state)" = RUNNING ] && grep -q "^loaded: false" <<<"$st" && grep -qF "socket: \\\\.\\pipe\\awqd" <<<"$st"'

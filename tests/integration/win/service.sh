@@ -45,7 +45,7 @@ if [ "$seen" = START_PENDING ]; then
 else
   echo "note the model loaded before sc query looked: the start-pending snapshot was not seen this time"
 fi
-for _ in $(seq 1 100); do [ "$(state)" = RUNNING ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ "$(state)" = RUNNING ] && break; sleep 0.1; done
 check "RUNNING once the model is loaded" '[ "$(state)" = RUNNING ]'
 st=$(wine "$B/awq.exe" --pipe "$P" status 2>&1 | tr -d '\r')
 check "the service answers on its pipe with the model loaded" 'grep -q "^loaded: true" <<<"$st"'
@@ -53,7 +53,7 @@ out=$(wine "$B/awq.exe" --pipe "$P" run -n 4 --temperature 0 Hi 2>&1); rc=$?
 check "run through the service" '[ $rc -eq 0 ] && [ -n "$out" ]'
 
 $W net stop awqd >/dev/null 2>&1
-for _ in $(seq 1 100); do [ "$(state)" = STOPPED ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ "$(state)" = STOPPED ] && break; sleep 0.1; done
 check "net stop: STOPPED" '[ "$(state)" = STOPPED ]'
 check "exit code 0 after the drain" '$W sc query awqd | tr -d "\r" | grep -q "WIN32_EXIT_CODE *: 0 "'
 # %PROGRAMDATA% as the service sees it (wine gives services C:\users\Public)

@@ -50,7 +50,7 @@ wine "$B/awq-mkmodel.exe" -o "Z:$T/m" --preset tiny --tokenizer "Z:$TOK" --seed 
   { echo "FAIL awq-mkmodel.exe"; exit 1; }
 printf '[server]\npipe = %s\n[model]\nroots = Z:%s\n' "$P" "$T" >"$T/awqd.ini"
 wine "$B/awqd.exe" --config "Z:$T/awqd.ini" --model "Z:$T/m" --device cpu --threads 1 >"$T/awqd.log" 2>&1 &
-for _ in $(seq 1 100); do wine "$B/awq.exe" --pipe "$P" status >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 1 300); do wine "$B/awq.exe" --pipe "$P" status 2>/dev/null | grep -q "^loaded: true" && break; sleep 0.2; done
 
 mkfifo "$T/in"
 wine "$B/awq-tray.exe" --test-hook --socket "$P" --config "Z:$T/awqd.ini" --poll-ms 200 <"$T/in" >"$T/tray.out" 2>&1 &
@@ -74,6 +74,11 @@ hook click load "Z:$T/m"
 check "click load: done ok, ready again" 'wait_for "^done: load ok" && wait_for "^state: ready model=m " 50'
 hook click load "Z:/etc"
 check "a folder outside the roots is refused" 'wait_for "^refused: "'
+hook set model.keep_alive 30m
+check "set model.keep_alive from the tray: the daemon saves it" \
+  'wait_for "^done: set ok: saved model.keep_alive = 30m" && grep -q "keep_alive *= *30m" "$T/awqd.ini"'
+hook set model.context lots
+check "a value the daemon rejects is shown with the daemon's message" 'wait_for "^error: set failed .*context"'
 hook click quit
 for _ in $(seq 1 50); do kill -0 "$TPID" 2>/dev/null || break; sleep 0.1; done
 wait "$TPID"; rc=$?
