@@ -160,33 +160,16 @@ void awqd_model_list_free(awqd_model_list *l) {
 
 /* ------------------------------------------------------------ staged open ---- */
 
-/* The backend, as eng_llm_open picks it, plus cpu_fallback. */
+/* The backend, exactly as eng_llm_open picks it, with the daemon's cpu_fallback setting. */
 static int open_backend(char *err, eng_llm *l, const awqd_open_opts *o) {
-    const char *dev = o->device ? o->device : "auto";
-    eng_backend_opts bo = {
+    eng_llm_opts lo = {
+        .device = o->device,
         .threads = o->threads,
-        .max_ctx = l->max_ctx,
-        .max_seqs = o->max_seqs > 0 ? o->max_seqs : 1,
+        .max_seqs = o->max_seqs,
         .kv_budget = o->kv_budget,
+        .no_cpu_fallback = !o->cpu_fallback,
     };
-    bool cuda = !strcmp(dev, "cuda"), autod = !strcmp(dev, "auto");
-    if (!cuda && !autod && strcmp(dev, "cpu"))
-        return awq_seterr(err, AWQ_EINVAL, "device '%s': expected cpu, cuda or auto", dev);
-#ifdef AWQ_HAVE_CUDA
-    if (cuda || autod) {
-        char e2[AWQ_ERR_LEN] = "";
-        l->gen = eng_gen_create(e2, l->model, l->tok, &eng_cuda_backend, &bo);
-        if (l->gen) return 0;
-        if (cuda || !o->cpu_fallback) return awq_seterr(err, AWQ_EDEVICE, "%s", e2);
-    }
-#else
-    if (cuda) return awq_seterr(err, AWQ_EUNSUPPORTED, "device 'cuda': this build has no CUDA backend");
-    if (autod && !o->cpu_fallback)
-        return awq_seterr(err, AWQ_EUNSUPPORTED,
-                          "device 'auto' with cpu_fallback = false: this build has no CUDA backend");
-#endif
-    l->gen = eng_gen_create(err, l->model, l->tok, &eng_cpu_backend, &bo);
-    return l->gen ? 0 : AWQ_ENOMEM;
+    return eng_llm_open_backend(err, l, &lo);
 }
 
 int awqd_model_open(char *err, const char *dir, const awqd_open_opts *o, awqd_progress_fn progress, void *user,

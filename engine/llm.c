@@ -14,7 +14,7 @@ int eng_llm_check_vocab(char *err, int config_vocab, int tokenizer_vocab) {
     return 0;
 }
 
-static int open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
+int eng_llm_open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
     const char *dev = o->device ? o->device : "auto";
     eng_backend_opts bo = {
         .threads = o->threads,
@@ -31,10 +31,13 @@ static int open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
         char e2[AWQ_ERR_LEN] = "";
         l->gen = eng_gen_create(e2, l->model, l->tok, &eng_cuda_backend, &bo);
         if (l->gen) return 0;
-        if (want_cuda) return awq_seterr(err, AWQ_EDEVICE, "%s", e2);
+        if (want_cuda || o->no_cpu_fallback) return awq_seterr(err, AWQ_EDEVICE, "%s", e2);
     }
 #else
     if (want_cuda) return awq_seterr(err, AWQ_EUNSUPPORTED, "device 'cuda': this build has no CUDA backend");
+    if (autod && o->no_cpu_fallback)
+        return awq_seterr(err, AWQ_EUNSUPPORTED,
+                          "device 'auto' with cpu_fallback = false: this build has no CUDA backend");
 #endif
     l->gen = eng_gen_create(err, l->model, l->tok, &eng_cpu_backend, &bo);
     return l->gen ? 0 : AWQ_ENOMEM;
@@ -71,7 +74,7 @@ int eng_llm_open(char *err, const char *dir, const eng_llm_opts *o, eng_llm **ou
         rc = awq_seterr(err, AWQ_ECONTEXT, "context %d exceeds the model's max_position_embeddings %d", l->max_ctx, mp);
         goto fail;
     }
-    if ((rc = open_backend(err, l, o))) goto fail;
+    if ((rc = eng_llm_open_backend(err, l, o))) goto fail;
     *out = l;
     return 0;
 fail:

@@ -27,6 +27,7 @@ typedef struct eng_llm_opts {
     int max_seqs;       /* 0 = 1 */
     size_t kv_budget;   /* 0 = backend decides */
     int gpu;            /* CUDA device ordinal */
+    bool no_cpu_fallback; /* device "auto": fail instead of using the CPU when CUDA cannot start */
 } eng_llm_opts;
 
 typedef struct eng_llm {
@@ -41,6 +42,11 @@ typedef struct eng_llm {
  * the reason, e.g. a config vocab_size smaller than the tokenizer's. */
 AWQ_NODISCARD int eng_llm_open(char *err, const char *dir, const eng_llm_opts *o, eng_llm **out) AWQ_NONNULL(2, 3, 4);
 void eng_llm_free(eng_llm *l);
+
+/* Creates l->gen for l->model and l->tok (both loaded, l->max_ctx set) on the backend o->device
+ * asks for: "cuda", "cpu", or "auto" (CUDA when built in and it starts, else the CPU unless
+ * o->no_cpu_fallback). eng_llm_open calls it; the daemon calls it for its staged load. */
+AWQ_NODISCARD int eng_llm_open_backend(char *err, eng_llm *l, const eng_llm_opts *o) AWQ_NONNULL(2, 3);
 
 /* config.json's vocab_size must cover every tokenizer id: AWQ_EFORMAT naming both otherwise. */
 AWQ_NODISCARD int eng_llm_check_vocab(char *err, int config_vocab, int tokenizer_vocab);
