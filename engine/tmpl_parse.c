@@ -468,23 +468,32 @@ static int parse_pow(parser *p, tmpl_node **out) {
     return rc;
 }
 
-static int parse_math2(parser *p, tmpl_node **out) {
+/* A left-associative level: operand (op operand)*, where op is any of ops[0..nops). */
+static int parse_left_assoc(parser *p, int (*operand)(parser *, tmpl_node **), const int *ops, int nops,
+                            tmpl_node **out) {
     tmpl_node *l;
-    int rc = parse_pow(p, &l);
-    while (!rc && (is_op(p, TOP_MUL) || is_op(p, TOP_DIV) || is_op(p, TOP_FLOORDIV) || is_op(p, TOP_MOD))) {
+    int rc = operand(p, &l);
+    for (;;) {
+        int k = 0;
+        while (!rc && k < nops && !is_op(p, ops[k])) k++;
+        if (rc || k == nops) break;
         const tmpl_tok *at = cur(p);
-        int op = at->op;
         next(p);
         tmpl_node *r, *b;
-        if ((rc = parse_pow(p, &r))) return rc;
+        if ((rc = operand(p, &r))) return rc;
         if (!(b = mk(p, TN_BINOP, at))) return oom(p);
-        b->op = op;
+        b->op = ops[k];
         b->a = l;
         b->b = r;
         l = b;
     }
     *out = l;
     return rc;
+}
+
+static int parse_math2(parser *p, tmpl_node **out) {
+    static const int ops[] = {TOP_MUL, TOP_DIV, TOP_FLOORDIV, TOP_MOD};
+    return parse_left_assoc(p, parse_pow, ops, 4, out);
 }
 
 static int parse_concat(parser *p, tmpl_node **out) {
@@ -509,22 +518,8 @@ static int parse_concat(parser *p, tmpl_node **out) {
 }
 
 static int parse_math1(parser *p, tmpl_node **out) {
-    tmpl_node *l;
-    int rc = parse_concat(p, &l);
-    while (!rc && (is_op(p, TOP_ADD) || is_op(p, TOP_SUB))) {
-        const tmpl_tok *at = cur(p);
-        int op = at->op;
-        next(p);
-        tmpl_node *r, *b;
-        if ((rc = parse_concat(p, &r))) return rc;
-        if (!(b = mk(p, TN_BINOP, at))) return oom(p);
-        b->op = op;
-        b->a = l;
-        b->b = r;
-        l = b;
-    }
-    *out = l;
-    return rc;
+    static const int ops[] = {TOP_ADD, TOP_SUB};
+    return parse_left_assoc(p, parse_concat, ops, 2, out);
 }
 
 static int parse_compare(parser *p, tmpl_node **out) {
