@@ -28,8 +28,9 @@ int cu_device_count(void);
 AWQ_NODISCARD int cu_device_info(char *err, int dev, char *name, size_t name_len, size_t *free_b,
                                  size_t *total_b);
 
-/* Which AWQ matmul kernel runs: AUTO picks GEMV (weights as the mma A operand, loaded straight
- * into registers; batch 1-8) up to 8 rows, SKINNY (tensor cores, split-K, weights streamed;
+/* Which AWQ matmul kernel runs: AUTO picks GEMV (weights as the mma A operand; batch 1-8: on
+ * sm_90 streamed into shared memory by the bulk copy engine, gemv_stream.cu, else loaded
+ * straight into registers, gemv.cu) up to 8 rows, SKINNY (tensor cores, split-K, weights streamed;
  * small batches) up to CU_QMM_SKINNY_MAX rows and TILED (shared memory pipeline; prefill)
  * above. GEMV and SKINNY also take more rows, in chunks of 8 / CU_QMM_SKINNY_MAX. */
 enum {
@@ -40,14 +41,16 @@ enum {
     CU_QMM_GEMV_NARROW = 4,
     CU_QMM_GEMV_RING = 5,
     CU_QMM_DENSE = 6,
-    CU_QMM_LAST = CU_QMM_DENSE
+    CU_QMM_GEMV_LDG = 7,
+    CU_QMM_LAST = CU_QMM_GEMV_LDG
 };
 /* DENSE: dequantize W into an fp16 scratch matrix, then cuBLAS (tensor-op GEMM, fp32
  * accumulate): the forward pass uses it for steps of many tokens (docs/cuda.md). AUTO never
  * picks it in cu_qlin_matmul, which runs it only when asked (it allocates the scratch).
  * GEMV_NARROW: GEMV with 32 columns per block instead of 64 (fewer k splits; tuning).
  * GEMV_RING: the earlier GEMV that streams weights through a per-warp cp.async ring (kept as
- * the measured baseline). */
+ * the measured baseline). GEMV_LDG: the registers GEMV (gemv.cu) on any GPU, the sm_90
+ * default before the streamed one (A/B baseline). */
 #define CU_QMM_SKINNY_MAX 64
 
 /* One AWQ linear uploaded and repacked on a device (for tests and benches). */

@@ -71,6 +71,76 @@ __device__ __forceinline__ uint4 cuq_load8(const cuq_in &in, int r, int k, float
     return o;
 }
 
+/* The x slice of a decode GEMV block: rows [0, M) (M <= 8), k in [k0, k1) (multiples of 8),
+ * into shared memory xs (row stride lds halves) as fp16 made by the input mode; zeros at k >=
+ * K. RMSNORM first takes 1/rms of each row over all of K (float4 loads by every thread, one
+ * round trip; rss: NW x 8 floats and rinv: 8 floats of shared memory). NT = NW * 32 threads,
+ * all of which call this; ends with a barrier, so xs (and anything written before) is
+ * visible to the block. */
+template <int NW>
+__device__ __forceinline__ void cuq_stage_x(const cuq_in &in, int M, int K, half *xs, int lds, int k0, int k1,
+                                            float (*rss)[8], float *rinv) {
+    constexpr int NT = NW * 32;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (in.mode == CUQ_IN_RMSNORM) {
+        float ss[8];
+#pragma unroll
+        for (int r = 0; r < 8; r++) ss[r] = 0.0f;
+        for (int i = threadIdx.x; i < (K >> 2); i += NT)
+#pragma unroll
+            for (int r = 0; r < 8; r++)
+                if (r < M) {
+                    float4 v = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf)[i];
+                    ss[r] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                }
+#pragma unroll
+        for (int r = 0; r < 8; r++) {
+            float v = cu_warp_sum(ss[r]);
+            if (lane == 0) rss[warp][r] = v;
+        }
+        __syncthreads();
+        if (threadIdx.x < M) {
+            float t = 0.0f;
+#pragma unroll
+            for (int w = 0; w < NW; w++) t += rss[w][threadIdx.x];
+            rinv[threadIdx.x] = rsqrtf(t / (float)K + in.eps);
+        }
+    }
+    __syncthreads(); /* rinv */
+    const int cpr = (k1 - k0) >> 3; /* 16-byte chunks per row */
+    for (int c = threadIdx.x; c < M * cpr; c += NT) {
+        const int r = c / cpr, kc = (c - r * cpr) << 3;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (k0 + kc < K) v = cuq_load8(in, r, k0 + kc, in.mode == CUQ_IN_RMSNORM ? rinv[r] : 0.0f);
+        *reinterpret_cast<uint4 *>(xs + r * lds + kc) = v;
+    }
+    __syncthreads();
+}
+
+/* The decode GEMVs' output: a lane's mma sums of the tile pair (t0, t0 + 1) (C rows = columns
+ * lane/4 of each tile, C cols = batch rows 2q, 2q+1) into y: mode 0 stores, 1 adds, 2 adds
+ * atomically (k splits); tiles >= ntiles and rows >= M are skipped. */
+__device__ __forceinline__ void cuq_store_pair(float *y, int ldy, int t0, int ntiles, int M, int lane, const float *acc,
+                                               int mode) {
+    const int g = lane >> 2, b0r = (lane & 3) * 2;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int t = t0 + h;
+        if (t >= ntiles) continue;
+        const int n = t * 8 + g;
+#pragma unroll
+        for (int c = 0; c < 2; c++) {
+            const int row = b0r + c;
+            if (row >= M) continue;
+            float *o = y + (size_t)row * ldy + n;
+            const float v = acc[2 * h + c];
+            if (mode == 2) atomicAdd(o, v);
+            else if (mode == 1) *o += v;
+            else *o = v;
+        }
+    }
+}
+
 /* Zeros/scales of group g for a lane: zz for column lane/4 (the B fragment's n), ss for
  * columns 2 (lane%4) and +1 (the accumulator's n). */
 __device__ __forceinline__ void cu_ld_zs(const uint32_t *tile_sz, int g, int lane, uint32_t &zz, uint32_t &ss) {

@@ -81,44 +81,9 @@ kernel_qmm_gemv_ldg(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const
     cu_pdl_wait();
 
     /* 2. the block's x slice (fused RMSNorm / SwiGLU) into shared memory, fp16 */
-    if (in.mode == CUQ_IN_RMSNORM) {
-        /* 1/rms of each row over all of K: float4 loads by every thread, one round trip */
-        float ss[8];
-#pragma unroll
-        for (int r = 0; r < 8; r++) ss[r] = 0.0f;
-        for (int i = threadIdx.x; i < (K >> 2); i += GL_THREADS)
-#pragma unroll
-            for (int r = 0; r < 8; r++)
-                if (r < M) {
-                    float4 v = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf)[i];
-                    ss[r] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-                }
-#pragma unroll
-        for (int r = 0; r < 8; r++) {
-            float v = cu_warp_sum(ss[r]);
-            if (lane == 0) rss[warp][r] = v;
-        }
-        __syncthreads();
-        if (threadIdx.x < M) {
-            float s = 0.0f;
-#pragma unroll
-            for (int w = 0; w < GL_WARPS; w++) s += rss[w][threadIdx.x];
-            rinv[threadIdx.x] = rsqrtf(s / (float)K + in.eps);
-        }
-    }
     if (threadIdx.x == 0) *zero = make_uint4(0, 0, 0, 0);
     const int lds = SPAN * 128 + 8; /* +8 halves: the eight ldmatrix rows land in distinct banks */
-    {
-        const int k0 = kb0 * 128, cpr = min(SPAN, nkb - kb0) * 16; /* 16-byte chunks per row */
-        __syncthreads(); /* rinv */
-        for (int c = threadIdx.x; c < M * cpr; c += GL_THREADS) {
-            const int r = c / cpr, kc = (c - r * cpr) << 3;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (k0 + kc < K) v = cuq_load8(in, r, k0 + kc, in.mode == CUQ_IN_RMSNORM ? rinv[r] : 0.0f);
-            *reinterpret_cast<uint4 *>(xs + r * lds + kc) = v;
-        }
-        __syncthreads();
-    }
+    cuq_stage_x<GL_WARPS>(in, M, K, xs, lds, kb0 * 128, min(SPAN, nkb - kb0) * 128 + kb0 * 128, rss, rinv);
 
     /* 3. the mma chain: two partial sums (k16 steps 0 and 1) so two mma are independent */
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
@@ -172,24 +137,22 @@ kernel_qmm_gemv_ldg(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const
         }
     }
     if (wk != 0 || !live) return;
-    /* C: rows = columns (lane/4 of tile t0, then of t0+1), cols = batch rows 2q, 2q+1 */
-    const int g = lane >> 2, b0r = (lane & 3) * 2;
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int t = t0 + h;
-        if (t >= ntiles) continue;
-        const int n = t * 8 + g;
-#pragma unroll
-        for (int c = 0; c < 2; c++) {
-            const int row = b0r + c;
-            if (row >= M) continue;
-            float *o = y + (size_t)row * ldy + n;
-            const float v = acc[2 * h + c];
-            if (mode == 2) atomicAdd(o, v);
-            else if (mode == 1) *o += v;
-            else *o = v;
-        }
+    cuq_store_pair(y, ldy, t0, ntiles, M, lane, acc, mode);
+}
+
+int cuq_gemv_pass(char *err, const cu_qw *w, const cuq_in *in, int r0, int mm, float *y, int ldy, int out_mode,
+                  bool split, cudaStream_t st, cuq_in *xx, float **yy, int *mode) {
+    *yy = y + (size_t)r0 * ldy;
+    *mode = out_mode == CUQ_OUT_ADD ? 1 : 0;
+    if (split) {
+        if (out_mode == CUQ_OUT_STORE)
+            CU_RET(err, cudaMemset2DAsync(*yy, (size_t)ldy * 4, 0, (size_t)w->out * 4, mm, st));
+        *mode = 2;
     }
+    *xx = *in;
+    if (in->mode == CUQ_IN_F16) xx->x = in->x + (size_t)r0 * in->ldx;
+    else xx->xf = in->xf + (size_t)r0 * in->ldxf;
+    return 0;
 }
 
 /* k32 sub-steps per group: 1 (group 32), 2 (64), 4 (128 and its multiples) */
@@ -202,7 +165,7 @@ int cuq_gemv_wn(void) {
 }
 
 /* PDL needs sm_90 (the attribute is refused below); AWQ_CUDA_NO_PDL=1 turns it off (A/B runs). */
-static bool gl_pdl(void) {
+bool cuq_gemv_pdl(void) {
     static int major = -1; /* one device per process in practice; a race only recomputes */
     if (major < 0) {
         int dev = 0, v = 0;
@@ -243,19 +206,14 @@ int cuq_gemv(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int l
         return awq_seterr(err, AWQ_EINVAL, "cuq_gemv: in %d needs %d k splits (at most 65535)", w->in, splits);
     const char *oe = getenv("AWQ_CUDA_GEMV_OCC");
     const bool occ3 = oe && atoi(oe) == 3 && ge == 4; /* tuning: the 80-register build */
-    const bool pdl = gl_pdl();
+    const bool pdl = cuq_gemv_pdl();
     for (int r0 = 0; r0 < m; r0 += 8) {
         int mm = m - r0 < 8 ? m - r0 : 8;
-        float *yy = y + (size_t)r0 * ldy;
-        int mode = out_mode == CUQ_OUT_ADD ? 1 : 0;
-        if (splits > 1) {
-            if (out_mode == CUQ_OUT_STORE)
-                CU_RET(err, cudaMemset2DAsync(yy, (size_t)ldy * 4, 0, (size_t)w->out * 4, mm, st));
-            mode = 2;
-        }
-        cuq_in xx = *in;
-        if (in->mode == CUQ_IN_F16) xx.x = in->x + (size_t)r0 * in->ldx;
-        else xx.xf = in->xf + (size_t)r0 * in->ldxf;
+        float *yy;
+        int mode;
+        cuq_in xx;
+        int rc = cuq_gemv_pass(err, w, in, r0, mm, y, ldy, out_mode, splits > 1, st, &xx, &yy, &mode);
+        if (rc) return rc;
         const size_t smem = GL_RED_BYTES + 16 + (size_t)mm * (span * 128 + 8) * sizeof(half); /* <= 37 KB */
         const dim3 grid((unsigned)bx, (unsigned)splits);
         cudaError_t e;

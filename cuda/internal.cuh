@@ -87,6 +87,28 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
 int cuq_gemv(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, int wn,
              cudaStream_t st);
 int cuq_gemv_wn(void);
+/* One pass of 8 rows (from r0, mm of them) of a decode GEMV: its y and input views and the
+ * output mode (split: k splits add atomically, so a STORE output is zeroed first). */
+int cuq_gemv_pass(char *err, const cu_qw *w, const cuq_in *in, int r0, int mm, float *y, int ldy, int out_mode,
+                  bool split, cudaStream_t st, cuq_in *xx, float **yy, int *mode);
+/* PDL for the decode GEMVs: sm_90 and AWQ_CUDA_NO_PDL unset. */
+bool cuq_gemv_pdl(void);
+
+/* The streamed decode GEMV of gemv_stream.cu (sm_90: bulk copies into a per-warp ring of
+ * shared-memory stages, persistent grid), m rows in passes of 8, same contract as cuq_gemv.
+ * cuq_gemv_stream_ok(): the device is sm_90+, this build has its sm_90 code and
+ * AWQ_CUDA_GEMV_STREAM is not 0 (then CU_QMM_GEMV runs it). Tuning (A/B runs):
+ * AWQ_CUDA_GEMV_S=2|4|8 k128 blocks per unit (default CUQ_GEMV_STREAM_S), AWQ_CUDA_GEMV_R=N
+ * caps the stages per warp, AWQ_CUDA_GEMV_ORDER=0|1 the unit order (slab-major interleaved /
+ * pair-major runs per warp), AWQ_CUDA_GEMV_ZFOLD=0|1 the zero point folded out of the dequant,
+ * AWQ_CUDA_GEMV_STREAM_MIN=BYTES: smaller matrices take the registers GEMV (cuq_gemv_stream_min). */
+#define CUQ_GEMV_STREAM_S 4
+#define CUQ_GEMV_STREAM_ORDER 0
+#define CUQ_GEMV_STREAM_ZFOLD 0
+bool cuq_gemv_stream_ok(void);
+size_t cuq_gemv_stream_min(void);
+int cuq_gemv_stream(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, bool pdl,
+                    cudaStream_t st);
 
 /* ------------------------------------------------------------------ dense path (dense.cu) ---- */
 /* Steps of at least cuq_dense_min() tokens run each AWQ linear as dequant-to-fp16 + cuBLAS

@@ -749,7 +749,9 @@ int cuq_matmul_ex(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, 
         CU_LAUNCHED(err);
         return 0;
     }
-    if (kernel == CU_QMM_GEMV || kernel == CU_QMM_GEMV_NARROW)
+    if (kernel == CU_QMM_GEMV && cuq_gemv_stream_ok() && w->bytes >= cuq_gemv_stream_min())
+        return cuq_gemv_stream(err, w, in, m, y, ldy, out_mode, cuq_gemv_pdl(), st);
+    if (kernel == CU_QMM_GEMV || kernel == CU_QMM_GEMV_NARROW || kernel == CU_QMM_GEMV_LDG)
         return cuq_gemv(err, w, in, m, y, ldy, out_mode, kernel == CU_QMM_GEMV_NARROW ? 2 : cuq_gemv_wn(), st);
     if (kernel == CU_QMM_DENSE)
         return awq_seterr(err, AWQ_EINVAL, "cuq_matmul: the dense kernel runs through cuq_dense (it needs scratch)");

@@ -10,6 +10,8 @@
  *   **        (left-associative, as in Jinja)
  *   unary -/+ then primary, postfix (.attr [idx] [a:b:c] (call)), then filters `|f(...)` and
  *             tests `is [not] t(...)` which bind tighter than every binary operator.
+ * Node pointers filled by a parse_* call start NULL: gcc -O3 cannot see through the inlined
+ * parsers that they are only read after a successful call (maybe-uninitialized under -Werror).
  * Statements: if/elif/else, for (targets, `if` filter, else), set (plain, tuple, ns.attr,
  * block), macro, break/continue, generation (HF's AssistantTracker: renders its body).
  * Everything is allocated in the template's arena; node fields per kind are listed in
@@ -148,7 +150,7 @@ static int parse_call_args(parser *p, tmpl_nodes *args) {
             if (is_op(p, TOP_RPAREN)) break;
         }
         if (is_op(p, TOP_MUL) || is_op(p, TOP_POW)) return unexpected(p, NULL);
-        tmpl_node *x;
+        tmpl_node *x = NULL;
         if (cur(p)->kind == TK_NAME && peek(p, 1)->kind == TK_OP && peek(p, 1)->op == TOP_ASSIGN) {
             x = mk(p, TN_KWARG, cur(p));
             if (!x) return oom(p);
@@ -186,7 +188,7 @@ static int parse_subscribed(parser *p, tmpl_node *obj, const tmpl_tok *at, tmpl_
     if (is_op(p, TOP_COLON)) {
         next(p);
     } else {
-        tmpl_node *e;
+        tmpl_node *e = NULL;
         if ((rc = parse_expression(p, true, &e))) return rc;
         if (!is_op(p, TOP_COLON)) {
             tmpl_node *g = mk(p, TN_GETITEM, at);
@@ -279,7 +281,7 @@ static int parse_list_or_dict(parser *p, bool dict, tmpl_node **out) {
             if ((rc = expect_op(p, TOP_COMMA))) return rc;
             if (is_op(p, close)) break;
         }
-        tmpl_node *x;
+        tmpl_node *x = NULL;
         if ((rc = parse_expression(p, true, &x))) return rc;
         if ((rc = push(p, &n->l1, &cap1, x))) return rc;
         if (dict) {
@@ -399,7 +401,7 @@ static int parse_filter_expr(parser *p, tmpl_node *node, tmpl_node **out) {
                         (k->kind == TK_OP && (k->op == TOP_LBRACKET || k->op == TOP_LBRACE))) &&
                        !is_name(p, "else") && !is_name(p, "or") && !is_name(p, "and")) {
                 if (is_name(p, "is")) return fail_at(p, k, "you cannot chain multiple tests with 'is'%s%s", "", "");
-                tmpl_node *arg;
+                tmpl_node *arg = NULL;
                 size_t cap = 0;
                 if ((rc = parse_primary(p, &arg))) return rc;
                 if ((rc = parse_postfix(p, arg, &arg))) return rc;
@@ -428,13 +430,13 @@ static int parse_filter_expr(parser *p, tmpl_node *node, tmpl_node **out) {
 
 static int parse_unary(parser *p, bool with_filter, tmpl_node **out) {
     const tmpl_tok *at = cur(p);
-    tmpl_node *node;
+    tmpl_node *node = NULL;
     int rc;
     if ((rc = enter(p))) return rc;
     if (is_op(p, TOP_SUB) || is_op(p, TOP_ADD)) {
         int kind = is_op(p, TOP_SUB) ? TN_NEG : TN_POS;
         next(p);
-        tmpl_node *x;
+        tmpl_node *x = NULL;
         if ((rc = parse_unary(p, false, &x))) return rc;
         node = mk(p, kind, at);
         if (!node) return oom(p);
@@ -451,12 +453,12 @@ static int parse_unary(parser *p, bool with_filter, tmpl_node **out) {
 
 /* binary levels: pow < math2 < concat < math1 */
 static int parse_pow(parser *p, tmpl_node **out) {
-    tmpl_node *l;
+    tmpl_node *l = NULL;
     int rc = parse_unary(p, true, &l);
     while (!rc && is_op(p, TOP_POW)) {
         const tmpl_tok *at = cur(p);
         next(p);
-        tmpl_node *r, *b;
+        tmpl_node *r = NULL, *b = NULL;
         if ((rc = parse_unary(p, true, &r))) return rc;
         if (!(b = mk(p, TN_BINOP, at))) return oom(p);
         b->op = TOP_POW;
@@ -471,7 +473,7 @@ static int parse_pow(parser *p, tmpl_node **out) {
 /* A left-associative level: operand (op operand)*, where op is any of ops[0..nops). */
 static int parse_left_assoc(parser *p, int (*operand)(parser *, tmpl_node **), const int *ops, int nops,
                             tmpl_node **out) {
-    tmpl_node *l;
+    tmpl_node *l = NULL;
     int rc = operand(p, &l);
     for (;;) {
         int k = 0;
@@ -479,7 +481,7 @@ static int parse_left_assoc(parser *p, int (*operand)(parser *, tmpl_node **), c
         if (rc || k == nops) break;
         const tmpl_tok *at = cur(p);
         next(p);
-        tmpl_node *r, *b;
+        tmpl_node *r = NULL, *b = NULL;
         if ((rc = operand(p, &r))) return rc;
         if (!(b = mk(p, TN_BINOP, at))) return oom(p);
         b->op = ops[k];
@@ -497,7 +499,7 @@ static int parse_math2(parser *p, tmpl_node **out) {
 }
 
 static int parse_concat(parser *p, tmpl_node **out) {
-    tmpl_node *first;
+    tmpl_node *first = NULL;
     int rc = parse_math2(p, &first);
     if (rc || !is_op(p, TOP_TILDE)) {
         *out = first;
@@ -509,7 +511,7 @@ static int parse_concat(parser *p, tmpl_node **out) {
     if ((rc = push(p, &c->l1, &cap, first))) return rc;
     while (is_op(p, TOP_TILDE)) {
         next(p);
-        tmpl_node *x;
+        tmpl_node *x = NULL;
         if ((rc = parse_math2(p, &x))) return rc;
         if ((rc = push(p, &c->l1, &cap, x))) return rc;
     }
@@ -523,7 +525,7 @@ static int parse_math1(parser *p, tmpl_node **out) {
 }
 
 static int parse_compare(parser *p, tmpl_node **out) {
-    tmpl_node *first;
+    tmpl_node *first = NULL;
     int rc = parse_math1(p, &first);
     if (rc) return rc;
     tmpl_node *c = NULL;
@@ -550,7 +552,7 @@ static int parse_compare(parser *p, tmpl_node **out) {
             if (!(c = mk(p, TN_COMPARE, k))) return oom(p);
             c->a = first;
         }
-        tmpl_node *x;
+        tmpl_node *x = NULL;
         if ((rc = parse_math1(p, &x))) return rc;
         if ((rc = push(p, &c->l1, &cap, x))) return rc;
         if (nops == opcap) {
@@ -574,7 +576,7 @@ static int parse_not(parser *p, tmpl_node **out) {
         next(p);
         int rc = enter(p);
         if (rc) return rc;
-        tmpl_node *x, *n;
+        tmpl_node *x = NULL, *n = NULL;
         if ((rc = parse_not(p, &x))) return rc;
         p->depth--;
         if (!(n = mk(p, TN_NOT, at))) return oom(p);
@@ -586,12 +588,12 @@ static int parse_not(parser *p, tmpl_node **out) {
 }
 
 static int parse_bool_level(parser *p, bool is_or, tmpl_node **out) {
-    tmpl_node *l;
+    tmpl_node *l = NULL;
     int rc = is_or ? parse_bool_level(p, false, &l) : parse_not(p, &l);
     while (!rc && is_name(p, is_or ? "or" : "and")) {
         const tmpl_tok *at = cur(p);
         next(p);
-        tmpl_node *r, *b;
+        tmpl_node *r = NULL, *b = NULL;
         if ((rc = is_or ? parse_bool_level(p, false, &r) : parse_not(p, &r))) return rc;
         if (!(b = mk(p, is_or ? TN_OR : TN_AND, at))) return oom(p);
         b->a = l;
@@ -654,7 +656,7 @@ static int parse_tuple(parser *p, bool simplified, bool with_condexpr, const cha
     for (;;) {
         if (items.n && (rc = expect_op(p, TOP_COMMA))) return rc;
         if (tuple_end(p, end_name)) break;
-        tmpl_node *x;
+        tmpl_node *x = NULL;
         rc = simplified ? parse_primary(p, &x) : parse_expression(p, with_condexpr, &x);
         if (rc) return rc;
         if ((rc = push(p, &items, &cap, x))) return rc;
@@ -705,7 +707,7 @@ static int parse_assign_target(parser *p, bool with_ns, const char *end_name, tm
         return 0;
     }
     const tmpl_tok *at = cur(p);
-    tmpl_node *t;
+    tmpl_node *t = NULL;
     if ((rc = parse_tuple(p, true, false, end_name, false, &t))) return rc;
     bool ok = t->kind == TN_NAME;
     if (t->kind == TN_TUPLE) {
@@ -813,7 +815,7 @@ static int parse_statement(parser *p, tmpl_node **out) {
     int rc;
     if (k->kind != TK_NAME) return unexpected(p, "a tag name");
     if ((rc = enter(p))) return rc;
-    tmpl_node *n;
+    tmpl_node *n = NULL;
     if (tok_is_name(k, "for")) {
         if (!(n = mk(p, TN_FOR, k))) return oom(p);
         next(p);

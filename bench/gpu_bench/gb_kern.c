@@ -20,7 +20,8 @@ void gb_kernels(double copy_gbps, int decode_only) {
     };
     char err[AWQ_ERR_LEN];
     printf("### AWQ decode matmul vs copy bandwidth %.0f GB/s (graph replays of a rotation past L2)\n\n", copy_gbps);
-    printf("gemv = registers GEMV (gemv.cu, 8 tile pairs per block, PDL launch); skinny = split-K mma.sync; dense = "
+    printf("gemv = the default decode GEMV (sm_90: streamed through shared memory by the bulk copy engine, "
+           "gemv_stream.cu; PDL launch); gemv-ldg = registers GEMV (gemv.cu, 8 tile pairs per block, PDL launch); skinny = split-K mma.sync; dense = "
            "dequant to fp16 scratch + cuBLAS (dense.cu), the time of both\n\n");
     printf("| shape (in x out) | m | kernel | us | GB/s | of copy | cuBLAS fp16 us | speedup |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
@@ -31,9 +32,9 @@ void gb_kernels(double copy_gbps, int decode_only) {
             if (decode_only && ms[i] > 8) continue;
             if (cu_bench_cublas(err, 0, ms[i], shapes[s].out, shapes[s].in, 11, &cub)) fail("cublas", err);
             static const struct { const char *name; int kernel; } dv[] = {
-                {"gemv", CU_QMM_GEMV}, {"skinny", CU_QMM_SKINNY}, {"dense", CU_QMM_DENSE}};
+                {"gemv", CU_QMM_GEMV}, {"gemv-ldg", CU_QMM_GEMV_LDG}, {"skinny", CU_QMM_SKINNY}, {"dense", CU_QMM_DENSE}};
             for (size_t v = 0; v < sizeof dv / sizeof dv[0]; v++) {
-                if (ms[i] <= 8 ? v != 0 : v == 0) continue; /* gemv to 8 rows, skinny/dense above */
+                if (ms[i] <= 8 ? v > 1 : v <= 1) continue; /* gemv to 8 rows, skinny/dense above */
                 double us = 0, bytes = 0;
                 if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, ms[i], dv[v].kernel, 21, &us, &bytes))
                     fail("qmm", err);

@@ -138,10 +138,10 @@ static void test_shapes(void) {
     float x[128] = {0}, y[8];
     CHECK_EQ(cu_qlin_matmul(err, q, x, 0, y, CU_QMM_AUTO), AWQ_EINVAL);
     CHECK_CONTAINS(err, "m 0 must be positive");
-    CHECK_EQ(cu_qlin_matmul(err, q, x, 1, y, 7), AWQ_EINVAL);
-    CHECK_CONTAINS(err, "unknown kernel 7");
     CHECK_EQ(cu_qlin_matmul(err, q, x, 1, y, CU_QMM_LAST + 1), AWQ_EINVAL);
     CHECK_CONTAINS(err, "unknown kernel");
+    CHECK_EQ(cu_qlin_matmul(err, q, x, 1, y, -1), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "unknown kernel -1");
     CHECK_EQ(cu_qlin_bytes(q), 512 + 48); /* one n8 x k128 chunk + one group of zeros/scales */
     cu_qlin_free(q);
     cu_qlin_free(NULL);
@@ -176,17 +176,24 @@ static void test_qmm(void) {
             float *x = malloc((size_t)m * r.l.in * sizeof(float));
             float *y = malloc((size_t)m * r.l.out * sizeof(float));
             for (size_t i = 0; i < (size_t)m * r.l.in; i++) x[i] = rndf(-2.0f, 2.0f);
-            /* every kernel, then the GEMV's tuning variants (gemv.cu reads the environment on
-             * each call): 4 tile pairs per block, the 80-register build, no PDL */
-            static const char *const tune[][2] = {
-                {"AWQ_CUDA_GEMV_WN", "4"}, {"AWQ_CUDA_GEMV_OCC", "3"}, {"AWQ_CUDA_NO_PDL", "1"}};
+            /* every kernel, then the GEMV tuning variants (read from the environment on each
+             * call): for the registers GEMV 4 tile pairs per block, the 80-register build, no
+             * PDL; for the streamed GEMV (sm_90; elsewhere CU_QMM_GEMV is the registers one
+             * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold */
+            static const struct { const char *var, *val; int kernel; } tune[] = {
+                {"AWQ_CUDA_GEMV_WN", "4", CU_QMM_GEMV_LDG}, {"AWQ_CUDA_GEMV_OCC", "3", CU_QMM_GEMV_LDG},
+                {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV_LDG},  {"AWQ_CUDA_GEMV_S", "2", CU_QMM_GEMV},
+                {"AWQ_CUDA_GEMV_S", "8", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_R", "1", CU_QMM_GEMV},
+                {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_ORDER", "1", CU_QMM_GEMV},
+                {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV}};
             const int ntune = (int)(sizeof tune / sizeof tune[0]);
             for (int kv = CU_QMM_AUTO; kv <= CU_QMM_LAST + ntune; kv++) {
-                int kern = kv <= CU_QMM_LAST ? kv : CU_QMM_GEMV;
-                if (kv > CU_QMM_LAST) setenv(tune[kv - CU_QMM_LAST - 1][0], tune[kv - CU_QMM_LAST - 1][1], 1);
+                const bool tv = kv > CU_QMM_LAST;
+                int kern = tv ? tune[kv - CU_QMM_LAST - 1].kernel : kv;
+                if (tv) setenv(tune[kv - CU_QMM_LAST - 1].var, tune[kv - CU_QMM_LAST - 1].val, 1);
                 memset(y, 0, (size_t)m * r.l.out * sizeof(float));
                 rc = cu_qlin_matmul(err, q, x, m, y, kern);
-                if (kv > CU_QMM_LAST) unsetenv(tune[kv - CU_QMM_LAST - 1][0]);
+                if (tv) unsetenv(tune[kv - CU_QMM_LAST - 1].var);
                 CHECK_EQ(rc, 0);
                 if (rc) {
                     fprintf(stderr, "  %s\n", err);
@@ -194,9 +201,9 @@ static void test_qmm(void) {
                 }
                 double e = qmm_rel_err(&r.l, x, m, y);
                 if (e > 3e-3)
-                    fprintf(stderr, "  in %d out %d group %d m %d kernel %d%s%s: rel err %g\n", r.l.in,
-                            r.l.out, r.l.group, m, kern, kv > CU_QMM_LAST ? " with " : "",
-                            kv > CU_QMM_LAST ? tune[kv - CU_QMM_LAST - 1][0] : "", e);
+                    fprintf(stderr, "  in %d out %d group %d m %d kernel %d%s%s=%s: rel err %g\n", r.l.in, r.l.out,
+                            r.l.group, m, kern, tv ? " with " : "", tv ? tune[kv - CU_QMM_LAST - 1].var : "",
+                            tv ? tune[kv - CU_QMM_LAST - 1].val : "", e);
                 CHECK(e <= 3e-3);
             }
             free(x);

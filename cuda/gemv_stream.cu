@@ -1,0 +1,440 @@
+/* gemv_stream.cu - the decode GEMV on sm_90: weights streamed into shared memory by the bulk
+ * copy engine (cp.async.bulk completing on an mbarrier), a ring of stages per warp, a
+ * persistent grid.
+ *
+ * Why (bench/RESULTS.md, "Decode GEMV rework" and "zero-point fold"): the registers GEMV of
+ * gemv.cu reaches 0.47-0.57 of the copy probe. Each of its blocks loads 32 KB, then computes
+ * 1/rms over the whole residual, stages x behind two barriers, computes and exits; with two
+ * blocks per SM the bytes in flight per SM drop to zero between a block's loads and the next
+ * block's, and the per-block fixed work (1/rms from 16 KB of residual per block, 1792 blocks on
+ * gate_up) is paid again and again. Cutting dequant instructions did not help (the fold
+ * variant was slower), so the limit is bytes in flight over time, not arithmetic.
+ *
+ * Here a block lives for the whole matrix: it computes 1/rms and stages x once, and each warp
+ * keeps R units of weights in flight through the copy engine while it computes an earlier
+ * one. One thread per warp issues a unit's copies (four bulk copies: two tiles' weight slabs,
+ * two tiles' zero/scale words), so address arithmetic and load instructions no longer scale
+ * with the bytes moved.
+ *
+ * Work: a unit is (tile pair p, k slab s) = two n8 tiles x S k128 blocks, i.e. the same 512-byte
+ * chunks (and their zero/scale words) the other kernels read, S of them per tile, contiguous in
+ * the repacked layout (internal.cuh). Units are ordered slab-major (u = s * npairs + p) and a
+ * block takes a contiguous run of them, so it touches one or two k slabs: its x slice stays
+ * small (m rows x its slabs' k). Warp w of a block takes the block's units w, w + W, ...
+ * The math per unit is gemv.cu's (weights as the mma A operand, x^T from shared memory through
+ * ldmatrix, exact fp16 q - z, fp32 accumulation, per-group scale in fp32); a unit's partial
+ * sums go out with one atomic per output (16 columns x m rows), or a plain store / add when
+ * the matrix has a single k slab.
+ */
+#include <stdlib.h>
+
+#include "dq.cuh"
+#include "helpers.cuh"
+#include "internal.cuh"
+
+#define GS_WARPS 8
+#define GS_THREADS (GS_WARPS * 32)
+#define GS_RMAX 4 /* stages per warp at most */
+/* static shared memory of the kernel (barriers, 1/rms, a zero chunk) with slack */
+#define GS_STATIC (8 * GS_WARPS * GS_RMAX + 4 * (GS_WARPS * 8 + 8) + 16 + 1024)
+
+/* ------------------------------------------------------------------ mbarrier / bulk copy ---- */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void gs_bar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"((uint32_t)__cvta_generic_to_shared(bar)), "r"(count));
+}
+/* The copy engine (async proxy) must see the initialised barriers. */
+__device__ __forceinline__ void gs_bar_fence_init(void) { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void gs_bar_expect(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                     (uint32_t)__cvta_generic_to_shared(bar)),
+                 "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void gs_bulk(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     (uint32_t)__cvta_generic_to_shared(dst)),
+                 "l"(src), "r"(bytes), "r"((uint32_t)__cvta_generic_to_shared(bar))
+                 : "memory");
+}
+__device__ __forceinline__ void gs_bar_wait(uint64_t *bar, uint32_t phase) {
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(bar);
+    uint32_t done = 0;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(a), "r"(phase)
+                     : "memory");
+    } while (!done);
+}
+#endif
+
+/* The geometry of one launch, computed on the host (gs_plan) and passed by value. */
+typedef struct gs_geo {
+    int ntiles, nkb, gp, G;
+    int npairs, nslab, units, upb; /* units per block */
+    int S;                         /* k128 blocks per unit (the template's) */
+    int szs;                       /* zero/scale groups per tile per stage */
+    int stage_bytes;               /* 2 S 512 + 2 szs 48 */
+    int R;                         /* stages per warp */
+    int xk_max;                    /* k span of any block's x slice (halves, without the +8 pad) */
+    int order;                     /* 0: slab-major, warps interleaved; 1: pair-major, warp-contiguous runs */
+} gs_geo;
+
+/* Unit u as (k slab, tile pair). */
+__host__ __device__ __forceinline__ void gs_unit(const gs_geo &g, int u, int &s, int &p) {
+    if (g.order == 0) {
+        s = u / g.npairs;
+        p = u - s * g.npairs;
+    } else {
+        p = u / g.nslab;
+        s = u - p * g.nslab;
+    }
+}
+
+/* Groups a unit's zero/scale copy covers: units start at multiples of S k128 blocks. */
+__host__ __device__ __forceinline__ void gs_groups(const gs_geo &g, int kb0, int nk, int &g0, int &ng) {
+    g0 = kb0 * 128 / g.G;
+    ng = ((kb0 + nk) * 128 - 1) / g.G - g0 + 1;
+}
+
+/* Eight nibbles to fp16 1024 + q (k16 step 0: b[0], b[1]) and 1024 + 16 q (step 1: b[2],
+ * b[3]) with one shift and four lop3: the zero fold (ZF) takes q - z out of the dequant and
+ * subtracts (1024 + z) * sum(x) and (64 + z) * sum(x) per group from the fp32 sums instead
+ * (exact fp16 values in the mma; the sums of x are made once per block). */
+__device__ __forceinline__ void gs_dq4_raw(uint32_t q, uint32_t *b) {
+    const uint32_t q8 = q >> 8;
+    b[0] = (q & 0x000F000Fu) | 0x64006400u;
+    b[1] = (q8 & 0x000F000Fu) | 0x64006400u;
+    b[2] = (q & 0x00F000F0u) | 0x64006400u;
+    b[3] = (q8 & 0x00F000F0u) | 0x64006400u;
+}
+
+/* GE: k32 steps per group (1, 2, 4: groups 32, 64, >= 128). S: k128 blocks per unit. ZF:
+ * zero fold (AWQ_CUDA_GEMV_ZFOLD=1). */
+template <int GE, int S, bool ZF>
+static __global__ void __launch_bounds__(GS_THREADS, 2) /* <= 128 registers: two blocks per SM */
+kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uint32_t *__restrict__ sz,
+                       gs_geo geo, float *__restrict__ y, int ldy, int mode) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* fold units: GE k32 steps (one group, or one k128 block of a larger group) */
+    constexpr int FU = 32 * GE;
+    extern __shared__ __align__(128) uint8_t gs_smem[];
+    __shared__ __align__(8) uint64_t bars[GS_WARPS][GS_RMAX];
+    __shared__ float rss[GS_WARPS][8];
+    __shared__ float rinv[8];
+    __shared__ __align__(16) uint4 zero;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int u0 = blockIdx.x * geo.upb, u1 = min(u0 + geo.upb, geo.units);
+    /* this warp's units, i < nmine: order 0: u0 + warp + i * GS_WARPS; order 1: a contiguous
+     * run (consecutive k slabs of a pair: longer sequential reads, one flush per pair) */
+    const int per = (geo.upb + GS_WARPS - 1) / GS_WARPS;
+    const int nmine = geo.order == 0 ? (u0 + warp < u1 ? (u1 - u0 - warp + GS_WARPS - 1) / GS_WARPS : 0)
+                                     : max(0, min(per, u1 - (u0 + warp * per)));
+    auto unit_of = [&](int i) { return geo.order == 0 ? u0 + warp + i * GS_WARPS : u0 + warp * per + i; };
+    uint8_t *ring = gs_smem + (size_t)warp * geo.R * geo.stage_bytes;
+    half *xs = reinterpret_cast<half *>(gs_smem + (size_t)GS_WARPS * geo.R * geo.stage_bytes);
+    const int R = geo.R;
+
+    /* one thread per warp issues the copies of a unit into a stage */
+    auto issue = [&](int i) {
+        const int u = unit_of(i), st = i % R;
+        int s, p;
+        gs_unit(geo, u, s, p);
+        const int ta = 2 * p, tb = min(2 * p + 1, geo.ntiles - 1); /* an odd last tile is read twice */
+        const int kb0 = s * S, nk = min(S, geo.nkb - kb0);
+        int g0, ng;
+        gs_groups(geo, kb0, nk, g0, ng);
+        uint8_t *dst = ring + (size_t)st * geo.stage_bytes;
+        uint64_t *bar = &bars[warp][st];
+        gs_bar_expect(bar, (uint32_t)(2 * nk * 512 + 2 * ng * CU_SZ_WORDS * 4));
+        gs_bulk(dst, wq + ((size_t)ta * geo.nkb + kb0) * 32, (uint32_t)nk * 512, bar);
+        gs_bulk(dst + S * 512, wq + ((size_t)tb * geo.nkb + kb0) * 32, (uint32_t)nk * 512, bar);
+        gs_bulk(dst + 2 * S * 512, sz + ((size_t)ta * geo.gp + g0) * CU_SZ_WORDS, (uint32_t)ng * CU_SZ_WORDS * 4, bar);
+        gs_bulk(dst + 2 * S * 512 + geo.szs * CU_SZ_WORDS * 4, sz + ((size_t)tb * geo.gp + g0) * CU_SZ_WORDS,
+                (uint32_t)ng * CU_SZ_WORDS * 4, bar);
+    };
+
+    /* 1. barriers, then the first R units of every warp: weights do not depend on the
+     * previous kernel, so they stream while it finishes (programmatic dependent launch) */
+    if (lane == 0) {
+        for (int r = 0; r < R; r++) gs_bar_init(&bars[warp][r], 1);
+        gs_bar_fence_init();
+        for (int i = 0; i < min(R, nmine); i++) issue(i);
+    }
+    cu_pdl_trigger();
+    cu_pdl_wait();
+
+    /* 2. x for the block's k range, once: 1/rms over all of K (fused RMSNorm), then the slice */
+    int s_first = 0, s_last = geo.nslab - 1; /* order 1: a block may span pairs: all of k */
+    if (geo.order == 0 && u0 < u1) {
+        s_first = u0 / geo.npairs;
+        s_last = (u1 - 1) / geo.npairs;
+    }
+    const int xk0 = s_first * S * 128, xk1 = min((s_last + 1) * S * 128, geo.nkb * 128);
+    const int lds = xk1 - xk0 + 8; /* +8 halves: the eight ldmatrix rows land in distinct banks */
+    if (threadIdx.x == 0) zero = make_uint4(0, 0, 0, 0);
+    cuq_stage_x<GS_WARPS>(in, M, K, xs, lds, xk0, xk1, rss, rinv);
+    /* ZF: per fold unit f and row r the sums of x over k16 steps 0 and 1 of its k32 blocks,
+     * as {S0, S1} at xsum[(f * 8 + r) * 2]: rows 2q, 2q+1 are one 16-byte load */
+    float *xsum = reinterpret_cast<float *>(xs + 8 * lds);
+    if (ZF) {
+        const int nfu = (xk1 - xk0) / FU;
+        for (int c = threadIdx.x; c < nfu * 8 * 2; c += GS_THREADS) {
+            const int f = c >> 4, r = (c >> 1) & 7, h = c & 1;
+            float t = 0.0f;
+            if (r < M)
+                for (int e = 0; e < GE; e++) {
+                    const half2 *xp = reinterpret_cast<const half2 *>(xs + r * lds + f * FU + e * 32 + h * 16);
+#pragma unroll
+                    for (int j = 0; j < 8; j++) {
+                        const float2 v = __half22float2(xp[j]);
+                        t += v.x + v.y;
+                    }
+                }
+            xsum[c] = t;
+        }
+        __syncthreads();
+    }
+
+    /* 3. the units: wait for a stage, compute it, refill it with the unit R ahead */
+    const int r8 = lane & 7;
+    const bool zrow = r8 >= M;
+    const half *xbase = zrow ? reinterpret_cast<const half *>(&zero) : xs + r8 * lds + (lane >> 3) * 8;
+    constexpr int NG = 4 / GE; /* groups per k128 block (G <= 128) */
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int i = 0; i < nmine; i++) {
+        const int u = unit_of(i), st = i % R;
+        int s, p;
+        gs_unit(geo, u, s, p);
+        const int kb0 = s * S, nk = min(S, geo.nkb - kb0);
+        int g0, ng;
+        gs_groups(geo, kb0, nk, g0, ng);
+        gs_bar_wait(&bars[warp][st], (uint32_t)((i / R) & 1));
+        const uint8_t *stg = ring + (size_t)st * geo.stage_bytes;
+        const uint4 *sw = reinterpret_cast<const uint4 *>(stg);
+        const uint32_t *sza = reinterpret_cast<const uint32_t *>(stg + 2 * S * 512);
+        const uint32_t *szb = sza + geo.szs * CU_SZ_WORDS;
+#pragma unroll
+        for (int kk = 0; kk < S; kk++) {
+            if (kk < nk) {
+                const uint4 wa = sw[kk * 32 + lane], wb = sw[(S + kk) * 32 + lane];
+                const int kx = (kb0 + kk) * 128 - xk0;
+                const int gk = GE == 4 ? ((kb0 + kk) * 128) / geo.G - g0 : kk * NG; /* first group of this block */
+                float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int gl = gk + e / GE;
+                    const uint32_t za = sza[gl * CU_SZ_WORDS + (lane >> 2)], zb = szb[gl * CU_SZ_WORDS + (lane >> 2)];
+                    uint32_t xb[4];
+                    cu_ldmatrix_x4(xb, zrow ? xbase : xbase + kx + e * 32);
+                    uint32_t b0[4], b1[4];
+                    if (ZF) {
+                        gs_dq4_raw(u4c(wa, e), b0);
+                        gs_dq4_raw(u4c(wb, e), b1);
+                    } else {
+                        cu_dq4(u4c(wa, e), za, b0);
+                        cu_dq4(u4c(wb, e), zb, b1);
+                    }
+                    const uint32_t a0[4] = {b0[0], b1[0], b0[1], b1[1]};
+                    const uint32_t a1[4] = {b0[2], b1[2], b0[3], b1[3]};
+                    cu_mma16816(p0, a0, xb[0], xb[1]);
+                    cu_mma16816(p1, a1, xb[2], xb[3]);
+                    if ((e + 1) % GE == 0) {
+                        const float fa = __half2float(reinterpret_cast<const half *>(sza + gl * CU_SZ_WORDS + 8)[lane >> 2]);
+                        const float fb = __half2float(reinterpret_cast<const half *>(szb + gl * CU_SZ_WORDS + 8)[lane >> 2]);
+                        if (ZF) {
+                            /* za/zb: {1024 + z, -(64 + z)}; fold unit of this k32 for rows 2q, 2q+1 */
+                            const float2 ca = __half22float2(*reinterpret_cast<const half2 *>(&za));
+                            const float2 cb = __half22float2(*reinterpret_cast<const half2 *>(&zb));
+                            const int f = (kx + e * 32) / FU;
+                            const float4 sx = *reinterpret_cast<const float4 *>(xsum + (f * 8 + (lane & 3) * 2) * 2);
+                            p0[0] += p1[0] * 0.0625f - ca.x * sx.x + ca.y * sx.y;
+                            p0[1] += p1[1] * 0.0625f - ca.x * sx.z + ca.y * sx.w;
+                            p0[2] += p1[2] * 0.0625f - cb.x * sx.x + cb.y * sx.y;
+                            p0[3] += p1[3] * 0.0625f - cb.x * sx.z + cb.y * sx.w;
+#pragma unroll
+                            for (int c = 0; c < 4; c++) p1[c] = 0.0f;
+                        }
+                        acc[0] += fa * (p0[0] + p1[0]);
+                        acc[1] += fa * (p0[1] + p1[1]);
+                        acc[2] += fb * (p0[2] + p1[2]);
+                        acc[3] += fb * (p0[3] + p1[3]);
+#pragma unroll
+                        for (int c = 0; c < 4; c++) p0[c] = p1[c] = 0.0f;
+                    }
+                }
+            }
+        }
+        /* every lane's shared reads of this stage are done (their values were used above)
+         * before one lane hands the stage to the copy engine again */
+        __syncwarp();
+        if (lane == 0 && i + R < nmine) issue(i + R);
+        /* the sums go out when the next unit is another pair (always, in order 0) */
+        if (i + 1 < nmine) {
+            int s2, p2;
+            gs_unit(geo, unit_of(i + 1), s2, p2);
+            if (p2 == p) continue;
+        }
+        cuq_store_pair(y, ldy, 2 * p, geo.ntiles, M, lane, acc, mode);
+#pragma unroll
+        for (int c = 0; c < 4; c++) acc[c] = 0.0f;
+    }
+#else
+    /* built for an older GPU: the host never launches this (gs_ok checks the binary) */
+    __trap();
+#endif
+}
+
+/* ------------------------------------------------------------------ host side ---- */
+static int gs_env(const char *name, int dflt) {
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
+template <int GE, int S, bool ZF> static const void *gs_fn(void) {
+    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF>;
+}
+
+static const void *gs_pick(int ge, int S, bool zf) {
+#define GS_P(GE_, S_) \
+    if (ge == GE_ && S == S_) return zf ? gs_fn<GE_, S_, true>() : gs_fn<GE_, S_, false>();
+    GS_P(4, 2) GS_P(4, 4) GS_P(4, 8) GS_P(2, 2) GS_P(2, 4) GS_P(2, 8) GS_P(1, 2) GS_P(1, 4) GS_P(1, 8)
+#undef GS_P
+    return NULL;
+}
+
+/* The kernel exists for this device: sm_90 or newer and an sm_90 binary in this build
+ * (a build for older GPUs only would run the PTX of an older target, without the copy
+ * engine). Cached per process: one device per process in practice. */
+bool cuq_gemv_stream_ok(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        int dev = 0, major = 0;
+        cudaFuncAttributes fa;
+        ok = cudaGetDevice(&dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
+             cudaFuncGetAttributes(&fa, gs_fn<4, 4, false>()) == cudaSuccess && fa.binaryVersion >= 90;
+        cudaGetLastError();
+    }
+    return ok == 1 && gs_env("AWQ_CUDA_GEMV_STREAM", 1) != 0;
+}
+
+/* Matrices of fewer weight bytes take the registers GEMV (AWQ_CUDA_GEMV_STREAM_MIN, bytes;
+ * default 0: every matrix streams). */
+size_t cuq_gemv_stream_min(void) {
+    const char *e = getenv("AWQ_CUDA_GEMV_STREAM_MIN");
+    return e && *e ? (size_t)strtoull(e, NULL, 10) : 0;
+}
+
+/* Launch geometry: S from AWQ_CUDA_GEMV_S (2, 4, 8; default CUQ_GEMV_STREAM_S), R the most
+ * stages per warp the shared memory allows (capped by AWQ_CUDA_GEMV_R), a persistent grid of
+ * as many blocks as fit on the device at once. */
+static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size_t *smem, const void **fn) {
+    memset(g, 0, sizeof *g);
+    const int ge = w->group >= 128 ? 4 : w->group / 32;
+    int S = gs_env("AWQ_CUDA_GEMV_S", CUQ_GEMV_STREAM_S);
+    if (S != 2 && S != 4 && S != 8) S = CUQ_GEMV_STREAM_S;
+    const bool zf = gs_env("AWQ_CUDA_GEMV_ZFOLD", CUQ_GEMV_STREAM_ZFOLD) == 1;
+    *fn = gs_pick(ge, S, zf);
+    if (!*fn) return awq_seterr(err, AWQ_EINVAL, "cuq_gemv_stream: group %d not built", w->group);
+    g->ntiles = w->out / 8;
+    g->nkb = w->kp / 128;
+    g->gp = w->gp;
+    g->G = w->group;
+    g->S = S;
+    g->order = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER) == 1 ? 1 : 0;
+    g->npairs = (g->ntiles + 1) / 2;
+    g->nslab = (g->nkb + S - 1) / S;
+    g->units = g->npairs * g->nslab;
+    g->szs = w->group <= 128 ? S * (128 / w->group) : S; /* G > 128: at most S groups per unit */
+    g->stage_bytes = 2 * S * 512 + 2 * g->szs * CU_SZ_WORDS * 4;
+    int dev = 0, optin = 0;
+    CU_RET(err, cudaGetDevice(&dev));
+    CU_RET(err, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const int sms = cuq_num_sms();
+    const int rcap = gs_env("AWQ_CUDA_GEMV_R", GS_RMAX);
+    /* the shared memory of an SM goes to two blocks (16 warps) when that leaves >= 2 stages per
+     * warp, else to one; then the grid is what fits, at least one block per k slab so no block
+     * spans more than two slabs of x */
+    const size_t static_b = GS_STATIC;
+    /* order 1 holds x for all of k: when that does not fit (8 rows of a long k), order 0 */
+    for (; g->order >= 0; g->order--)
+    for (int bps = 2; bps >= 1; bps--) {
+        const long budget = (long)(optin / bps) - (long)static_b - (bps == 2 ? 1024 : 0);
+        int nb = sms * bps;
+        if (nb > g->units) nb = g->units;
+        if (nb < g->nslab && g->nslab <= g->units) nb = g->nslab;
+        int upb = (g->units + nb - 1) / nb;
+        nb = (g->units + upb - 1) / upb;
+        const int span = (upb + g->npairs - 2) / g->npairs + 1; /* slabs one block can touch */
+        const int slabs = g->order == 1 ? g->nslab : span < g->nslab ? span : g->nslab;
+        int xk = slabs * S * 128;
+        if (xk > w->kp) xk = w->kp;
+        /* x rows (8 when folding: the sums sit after 8 rows) + the fold's x sums */
+        const long xbytes = (long)(zf ? 8 : mm) * (xk + 8) * 2 + (zf ? (long)(xk / (32 * ge)) * 8 * 2 * 4 : 0);
+        int R = (int)((budget - xbytes) / ((long)GS_WARPS * g->stage_bytes));
+        if (R > rcap) R = rcap;
+        if (R > GS_RMAX) R = GS_RMAX;
+        if (R < (bps == 2 ? 2 : 1)) continue;
+        g->upb = upb;
+        g->R = R;
+        g->xk_max = xk;
+        *grid = nb;
+        *smem = (size_t)GS_WARPS * R * g->stage_bytes + (size_t)xbytes;
+        return 0;
+    }
+    g->order = 0;
+    return awq_seterr(err, AWQ_EINVAL, "cuq_gemv_stream: in %d (group %d) needs more shared memory than the device has",
+                      w->in, w->group);
+}
+
+int cuq_gemv_stream(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, bool pdl,
+                    cudaStream_t st) {
+    for (int r0 = 0; r0 < m; r0 += 8) {
+        const int mm = m - r0 < 8 ? m - r0 : 8;
+        gs_geo g;
+        int grid = 0;
+        size_t smem = 0;
+        const void *fn = NULL;
+        int rc = gs_plan(err, w, mm, &g, &grid, &smem, &fn);
+        if (rc) return rc;
+        /* one slab: every output belongs to one unit (store / add); else atomics into zeros
+         * or into the residual */
+        float *yy;
+        int mode;
+        cuq_in xx;
+        if ((rc = cuq_gemv_pass(err, w, in, r0, mm, y, ldy, out_mode, g.nslab > 1, st, &xx, &yy, &mode))) return rc;
+        /* the dynamic shared memory limit, raised once per variant to what any plan can ask */
+        static const void *raised[16];
+        bool done = false;
+        for (int i = 0; i < 16 && raised[i]; i++) done = done || raised[i] == fn;
+        if (!done) {
+            int dev = 0, optin = 0;
+            CU_RET(err, cudaGetDevice(&dev));
+            CU_RET(err, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+            CU_RET(err, cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin - (int)GS_STATIC));
+            for (int i = 0; i < 16; i++)
+                if (!raised[i]) {
+                    raised[i] = fn;
+                    break;
+                }
+        }
+        cudaLaunchConfig_t cfg = {};
+        cudaLaunchAttribute attr[1] = {};
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.gridDim = dim3((unsigned)grid);
+        cfg.blockDim = dim3(GS_THREADS);
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        cfg.attrs = attr;
+        cfg.numAttrs = pdl ? 1 : 0;
+        int K = w->in;
+        const uint4 *wq = (const uint4 *)w->w;
+        const uint32_t *szw = (const uint32_t *)w->sz;
+        void *args[] = {&xx, (void *)&mm, &K, &wq, &szw, &g, &yy, &ldy, &mode};
+        CU_RET(err, cudaLaunchKernelExC(&cfg, fn, args));
+    }
+    return 0;
+}
