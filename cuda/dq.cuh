@@ -11,23 +11,41 @@
 #include "internal.cuh"
 
 /* ------------------------------------------------------------------ dequant ---- */
+/* (q & mask) | 0x64006400 as ONE lop3: written in C, ptxas emitted two LOP3 per nibble pair
+ * (SASS allows one immediate per LOP3; ncu: the ALU pipe was the busiest of the decode GEMV).
+ * The magic number is loop-invariant in a register, the mask the immediate. */
+template <uint32_t MASK> __device__ __forceinline__ uint32_t cu_nib_f16(uint32_t q) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(r) : "r"(q), "n"(MASK), "r"(0x64006400u));
+    return r;
+}
+
 /* Four B fragments from one packed word: one shift and four lop3 make fp16 1024 + q (mask
  * 0x000F) or 1024 + 16 q (mask 0x00F0, the next nibble, no shift), then one exact fp16 op
  * gives q - z (hsub2 with 1024 + z, or hfma2 with 1/16 and -(64 + z)). The scale is applied
  * in fp32 to the mma partial sums once per group (cu_fold), so the fp16 values are exact.
  * Pair j of the word sits at k16 step j & 1, fragment half j >> 1 (see the repack).
  * b[0], b[1]: step 0 {b0b1, b2b3}; b[2], b[3]: step 1. */
-__device__ __forceinline__ void cu_dq4(uint32_t q, uint32_t zz, uint32_t *b) {
-    const half2 zf = __low2half2(*reinterpret_cast<half2 *>(&zz));
-    const half2 z16 = __high2half2(*reinterpret_cast<half2 *>(&zz));
+/* With the group's offsets already broadcast: zf = {1024 + z} x 2, z16 = {-(64 + z)} x 2 (a
+ * kernel that reuses one group's zeros for many words makes them once, cu_dq4_zero). */
+__device__ __forceinline__ void cu_dq4z(uint32_t q, half2 zf, half2 z16, uint32_t *b) {
     const half2 k16 = __float2half2_rn(0.0625f);
     const uint32_t q8 = q >> 8;
-    uint32_t h0 = (q & 0x000F000Fu) | 0x64006400u, h1 = (q & 0x00F000F0u) | 0x64006400u;
-    uint32_t h2 = (q8 & 0x000F000Fu) | 0x64006400u, h3 = (q8 & 0x00F000F0u) | 0x64006400u;
+    uint32_t h0 = cu_nib_f16<0x000F000Fu>(q), h1 = cu_nib_f16<0x00F000F0u>(q);
+    uint32_t h2 = cu_nib_f16<0x000F000Fu>(q8), h3 = cu_nib_f16<0x00F000F0u>(q8);
     b[0] = cu_h2u(__hsub2(*reinterpret_cast<half2 *>(&h0), zf));
     b[1] = cu_h2u(__hsub2(*reinterpret_cast<half2 *>(&h2), zf));
     b[2] = cu_h2u(__hfma2(*reinterpret_cast<half2 *>(&h1), k16, z16));
     b[3] = cu_h2u(__hfma2(*reinterpret_cast<half2 *>(&h3), k16, z16));
+}
+__device__ __forceinline__ void cu_dq4_zero(uint32_t zz, half2 &zf, half2 &z16) {
+    zf = __low2half2(*reinterpret_cast<half2 *>(&zz));
+    z16 = __high2half2(*reinterpret_cast<half2 *>(&zz));
+}
+__device__ __forceinline__ void cu_dq4(uint32_t q, uint32_t zz, uint32_t *b) {
+    half2 zf, z16;
+    cu_dq4_zero(zz, zf, z16);
+    cu_dq4z(q, zf, z16, b);
 }
 
 /* acc += scale (of columns 2q, 2q+1 in ss) * p; p = 0. */

@@ -35,8 +35,9 @@
 #define GS_WARPS 8
 #define GS_THREADS (GS_WARPS * 32)
 #define GS_RMAX 4 /* stages per warp at most */
-/* static shared memory of the kernel (barriers, 1/rms, a zero chunk) with slack */
-#define GS_STATIC (8 * GS_WARPS * GS_RMAX + 4 * (GS_WARPS * 8 + 8) + 16 + 1024)
+#define GS_SMAX 8 /* k128 blocks per unit at most */
+/* static shared memory of the kernel (barriers, 1/rms, the zero x rows) with slack */
+#define GS_STATIC (8 * GS_WARPS * GS_RMAX + 4 * (GS_WARPS * 8 + 8) + GS_SMAX * 256 + 1024)
 
 /* ------------------------------------------------------------------ mbarrier / bulk copy ---- */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -81,21 +82,39 @@ typedef struct gs_geo {
     int order;                     /* 0: slab-major, warps interleaved; 1: pair-major, warp-contiguous runs */
 } gs_geo;
 
-/* Unit u as (k slab, tile pair). */
-__host__ __device__ __forceinline__ void gs_unit(const gs_geo &g, int u, int &s, int &p) {
+/* The next unit of a warp, step units on, without dividing (a division by a run-time value
+ * is ~20 instructions; ncu counted ~1000 instructions per 4 KB unit before this): order 0
+ * walks pairs within a slab, order 1 slabs within a pair. */
+__device__ __forceinline__ void gs_adv(const gs_geo &g, int &s, int &p, int step) {
     if (g.order == 0) {
-        s = u / g.npairs;
-        p = u - s * g.npairs;
+        p += step;
+        while (p >= g.npairs) {
+            p -= g.npairs;
+            s++;
+        }
     } else {
-        p = u / g.nslab;
-        s = u - p * g.nslab;
+        s += step;
+        while (s >= g.nslab) {
+            s -= g.nslab;
+            p++;
+        }
     }
 }
 
-/* Groups a unit's zero/scale copy covers: units start at multiples of S k128 blocks. */
+/* Groups a unit's zero/scale copy covers: units start at multiples of S k128 blocks. Groups
+ * 32 / 64 (GE 1 / 2) and 128 need no division. */
+template <int GE>
 __host__ __device__ __forceinline__ void gs_groups(const gs_geo &g, int kb0, int nk, int &g0, int &ng) {
-    g0 = kb0 * 128 / g.G;
-    ng = ((kb0 + nk) * 128 - 1) / g.G - g0 + 1;
+    if (GE < 4) {
+        g0 = kb0 * (4 / GE);
+        ng = nk * (4 / GE);
+    } else if (g.G == 128) {
+        g0 = kb0;
+        ng = nk;
+    } else {
+        g0 = kb0 * 128 / g.G;
+        ng = ((kb0 + nk) * 128 - 1) / g.G - g0 + 1;
+    }
 }
 
 /* Eight nibbles to fp16 1024 + q (k16 step 0: b[0], b[1]) and 1024 + 16 q (step 1: b[2],
@@ -104,16 +123,16 @@ __host__ __device__ __forceinline__ void gs_groups(const gs_geo &g, int kb0, int
  * (exact fp16 values in the mma; the sums of x are made once per block). */
 __device__ __forceinline__ void gs_dq4_raw(uint32_t q, uint32_t *b) {
     const uint32_t q8 = q >> 8;
-    b[0] = (q & 0x000F000Fu) | 0x64006400u;
-    b[1] = (q8 & 0x000F000Fu) | 0x64006400u;
-    b[2] = (q & 0x00F000F0u) | 0x64006400u;
-    b[3] = (q8 & 0x00F000F0u) | 0x64006400u;
+    b[0] = cu_nib_f16<0x000F000Fu>(q);
+    b[1] = cu_nib_f16<0x000F000Fu>(q8);
+    b[2] = cu_nib_f16<0x00F000F0u>(q);
+    b[3] = cu_nib_f16<0x00F000F0u>(q8);
 }
 
 /* GE: k32 steps per group (1, 2, 4: groups 32, 64, >= 128). S: k128 blocks per unit. ZF:
  * zero fold (AWQ_CUDA_GEMV_ZFOLD=1). */
-template <int GE, int S, bool ZF>
-static __global__ void __launch_bounds__(GS_THREADS, 2) /* <= 128 registers: two blocks per SM */
+template <int GE, int S, bool ZF, int MINB>
+static __global__ void __launch_bounds__(GS_THREADS, MINB) /* MINB blocks per SM: <= 128 / 80 registers */
 kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uint32_t *__restrict__ sz,
                        gs_geo geo, float *__restrict__ y, int ldy, int mode) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -123,7 +142,8 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     __shared__ __align__(8) uint64_t bars[GS_WARPS][GS_RMAX];
     __shared__ float rss[GS_WARPS][8];
     __shared__ float rinv[8];
-    __shared__ __align__(16) uint4 zero;
+    /* what the ldmatrix lanes of batch rows >= M read: zeros as long as one unit's k */
+    __shared__ __align__(16) half zero[S * 128];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int u0 = blockIdx.x * geo.upb, u1 = min(u0 + geo.upb, geo.units);
     /* this warp's units, i < nmine: order 0: u0 + warp + i * GS_WARPS; order 1: a contiguous
@@ -131,21 +151,30 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     const int per = (geo.upb + GS_WARPS - 1) / GS_WARPS;
     const int nmine = geo.order == 0 ? (u0 + warp < u1 ? (u1 - u0 - warp + GS_WARPS - 1) / GS_WARPS : 0)
                                      : max(0, min(per, u1 - (u0 + warp * per)));
-    auto unit_of = [&](int i) { return geo.order == 0 ? u0 + warp + i * GS_WARPS : u0 + warp * per + i; };
-    uint8_t *ring = gs_smem + (size_t)warp * geo.R * geo.stage_bytes;
+    const int ustep = geo.order == 0 ? GS_WARPS : 1;
+    /* (slab, pair) of the warp's first unit; cursors advance by gs_adv from there */
+    int s_first_u, p_first_u;
+    {
+        const int u = geo.order == 0 ? u0 + warp : u0 + warp * per;
+        if (geo.order == 0) {
+            s_first_u = u / geo.npairs;
+            p_first_u = u - s_first_u * geo.npairs;
+        } else {
+            p_first_u = u / geo.nslab;
+            s_first_u = u - p_first_u * geo.nslab;
+        }
+    }
+    uint8_t *ring = gs_smem + warp * geo.R * geo.stage_bytes; /* shared offsets fit 32 bits */
     half *xs = reinterpret_cast<half *>(gs_smem + (size_t)GS_WARPS * geo.R * geo.stage_bytes);
     const int R = geo.R;
 
-    /* one thread per warp issues the copies of a unit into a stage */
-    auto issue = [&](int i) {
-        const int u = unit_of(i), st = i % R;
-        int s, p;
-        gs_unit(geo, u, s, p);
+    /* one thread per warp issues the copies of a unit at (s, p) into stage st */
+    auto issue = [&](int st, int s, int p) {
         const int ta = 2 * p, tb = min(2 * p + 1, geo.ntiles - 1); /* an odd last tile is read twice */
         const int kb0 = s * S, nk = min(S, geo.nkb - kb0);
         int g0, ng;
-        gs_groups(geo, kb0, nk, g0, ng);
-        uint8_t *dst = ring + (size_t)st * geo.stage_bytes;
+        gs_groups<GE>(geo, kb0, nk, g0, ng);
+        uint8_t *dst = ring + st * geo.stage_bytes;
         uint64_t *bar = &bars[warp][st];
         gs_bar_expect(bar, (uint32_t)(2 * nk * 512 + 2 * ng * CU_SZ_WORDS * 4));
         gs_bulk(dst, wq + ((size_t)ta * geo.nkb + kb0) * 32, (uint32_t)nk * 512, bar);
@@ -157,10 +186,14 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
 
     /* 1. barriers, then the first R units of every warp: weights do not depend on the
      * previous kernel, so they stream while it finishes (programmatic dependent launch) */
+    int s_iss = s_first_u, p_iss = p_first_u; /* the next unit to issue (lane 0's) */
     if (lane == 0) {
         for (int r = 0; r < R; r++) gs_bar_init(&bars[warp][r], 1);
         gs_bar_fence_init();
-        for (int i = 0; i < min(R, nmine); i++) issue(i);
+        for (int i = 0; i < min(R, nmine); i++) {
+            issue(i, s_iss, p_iss);
+            gs_adv(geo, s_iss, p_iss, ustep);
+        }
     }
     cu_pdl_trigger();
     cu_pdl_wait();
@@ -173,7 +206,7 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     }
     const int xk0 = s_first * S * 128, xk1 = min((s_last + 1) * S * 128, geo.nkb * 128);
     const int lds = xk1 - xk0 + 8; /* +8 halves: the eight ldmatrix rows land in distinct banks */
-    if (threadIdx.x == 0) zero = make_uint4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < S * 16; i += GS_THREADS) reinterpret_cast<uint4 *>(zero)[i] = make_uint4(0, 0, 0, 0);
     cuq_stage_x<GS_WARPS>(in, M, K, xs, lds, xk0, xk1, rss, rinv);
     /* ZF: per fold unit f and row r the sums of x over k16 steps 0 and 1 of its k32 blocks,
      * as {S0, S1} at xsum[(f * 8 + r) * 2]: rows 2q, 2q+1 are one 16-byte load */
@@ -200,18 +233,20 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     /* 3. the units: wait for a stage, compute it, refill it with the unit R ahead */
     const int r8 = lane & 7;
     const bool zrow = r8 >= M;
-    const half *xbase = zrow ? reinterpret_cast<const half *>(&zero) : xs + r8 * lds + (lane >> 3) * 8;
+    const half *xbase = xs + r8 * lds + (lane >> 3) * 8;
     constexpr int NG = 4 / GE; /* groups per k128 block (G <= 128) */
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int s = s_first_u, p = p_first_u; /* this unit */
+    int st = 0;                       /* its stage: i % R, and the stage's phase (i / R) & 1 */
+    uint32_t phase = 0;
     for (int i = 0; i < nmine; i++) {
-        const int u = unit_of(i), st = i % R;
-        int s, p;
-        gs_unit(geo, u, s, p);
         const int kb0 = s * S, nk = min(S, geo.nkb - kb0);
-        int g0, ng;
-        gs_groups(geo, kb0, nk, g0, ng);
-        gs_bar_wait(&bars[warp][st], (uint32_t)((i / R) & 1));
-        const uint8_t *stg = ring + (size_t)st * geo.stage_bytes;
+        int g0 = 0, ng;
+        if (GE == 4 && geo.G != 128) gs_groups<GE>(geo, kb0, nk, g0, ng);
+        gs_bar_wait(&bars[warp][st], phase);
+        const uint8_t *stg = ring + st * geo.stage_bytes;
+        /* this lane's x row at the unit's first k (or the zeros): per (kk, e) a constant offset */
+        const half *xu = zrow ? zero : xbase + (kb0 * 128 - xk0);
         const uint4 *sw = reinterpret_cast<const uint4 *>(stg);
         const uint32_t *sza = reinterpret_cast<const uint32_t *>(stg + 2 * S * 512);
         const uint32_t *szb = sza + geo.szs * CU_SZ_WORDS;
@@ -220,21 +255,29 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
             if (kk < nk) {
                 const uint4 wa = sw[kk * 32 + lane], wb = sw[(S + kk) * 32 + lane];
                 const int kx = (kb0 + kk) * 128 - xk0;
-                const int gk = GE == 4 ? ((kb0 + kk) * 128) / geo.G - g0 : kk * NG; /* first group of this block */
+                /* first group of this k128 block within the stage */
+                const int gk = GE < 4 ? kk * NG : geo.G == 128 ? kk : ((kb0 + kk) * 128) / geo.G - g0;
                 float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                uint32_t za = 0, zb = 0;
+                half2 zfa, z16a, zfb, z16b;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int gl = gk + e / GE;
-                    const uint32_t za = sza[gl * CU_SZ_WORDS + (lane >> 2)], zb = szb[gl * CU_SZ_WORDS + (lane >> 2)];
+                    if (e % GE == 0) { /* a group's zeros, once */
+                        za = sza[gl * CU_SZ_WORDS + (lane >> 2)];
+                        zb = szb[gl * CU_SZ_WORDS + (lane >> 2)];
+                        cu_dq4_zero(za, zfa, z16a);
+                        cu_dq4_zero(zb, zfb, z16b);
+                    }
                     uint32_t xb[4];
-                    cu_ldmatrix_x4(xb, zrow ? xbase : xbase + kx + e * 32);
+                    cu_ldmatrix_x4(xb, xu + kk * 128 + e * 32);
                     uint32_t b0[4], b1[4];
                     if (ZF) {
                         gs_dq4_raw(u4c(wa, e), b0);
                         gs_dq4_raw(u4c(wb, e), b1);
                     } else {
-                        cu_dq4(u4c(wa, e), za, b0);
-                        cu_dq4(u4c(wb, e), zb, b1);
+                        cu_dq4z(u4c(wa, e), zfa, z16a, b0);
+                        cu_dq4z(u4c(wb, e), zfb, z16b, b1);
                     }
                     const uint32_t a0[4] = {b0[0], b1[0], b0[1], b1[1]};
                     const uint32_t a1[4] = {b0[2], b1[2], b0[3], b1[3]};
@@ -269,14 +312,19 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
         /* every lane's shared reads of this stage are done (their values were used above)
          * before one lane hands the stage to the copy engine again */
         __syncwarp();
-        if (lane == 0 && i + R < nmine) issue(i + R);
-        /* the sums go out when the next unit is another pair (always, in order 0) */
-        if (i + 1 < nmine) {
-            int s2, p2;
-            gs_unit(geo, unit_of(i + 1), s2, p2);
-            if (p2 == p) continue;
+        if (lane == 0 && i + R < nmine) { /* unit i + R goes where unit i was */
+            issue(st, s_iss, p_iss);
+            gs_adv(geo, s_iss, p_iss, ustep);
         }
-        cuq_store_pair(y, ldy, 2 * p, geo.ntiles, M, lane, acc, mode);
+        if (++st == R) {
+            st = 0;
+            phase ^= 1u;
+        }
+        /* the sums go out when the next unit is another pair (always, in order 0) */
+        const int pthis = p;
+        gs_adv(geo, s, p, ustep);
+        if (i + 1 < nmine && p == pthis) continue;
+        cuq_store_pair(y, ldy, 2 * pthis, geo.ntiles, M, lane, acc, mode);
 #pragma unroll
         for (int c = 0; c < 4; c++) acc[c] = 0.0f;
     }
@@ -292,13 +340,15 @@ static int gs_env(const char *name, int dflt) {
     return e && *e ? atoi(e) : dflt;
 }
 
-template <int GE, int S, bool ZF> static const void *gs_fn(void) {
-    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF>;
+template <int GE, int S, bool ZF, int MINB> static const void *gs_fn(void) {
+    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF, MINB>;
 }
 
-static const void *gs_pick(int ge, int S, bool zf) {
+/* bps3: the 80-register build for three blocks per SM (S = 4, no zero fold) */
+static const void *gs_pick(int ge, int S, bool zf, bool bps3) {
+    if (bps3) return ge == 4 ? gs_fn<4, 4, false, 3>() : ge == 2 ? gs_fn<2, 4, false, 3>() : gs_fn<1, 4, false, 3>();
 #define GS_P(GE_, S_) \
-    if (ge == GE_ && S == S_) return zf ? gs_fn<GE_, S_, true>() : gs_fn<GE_, S_, false>();
+    if (ge == GE_ && S == S_) return zf ? gs_fn<GE_, S_, true, 2>() : gs_fn<GE_, S_, false, 2>();
     GS_P(4, 2) GS_P(4, 4) GS_P(4, 8) GS_P(2, 2) GS_P(2, 4) GS_P(2, 8) GS_P(1, 2) GS_P(1, 4) GS_P(1, 8)
 #undef GS_P
     return NULL;
@@ -314,7 +364,7 @@ bool cuq_gemv_stream_ok(void) {
         cudaFuncAttributes fa;
         ok = cudaGetDevice(&dev) == cudaSuccess &&
              cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
-             cudaFuncGetAttributes(&fa, gs_fn<4, 4, false>()) == cudaSuccess && fa.binaryVersion >= 90;
+             cudaFuncGetAttributes(&fa, gs_fn<4, 4, false, 2>()) == cudaSuccess && fa.binaryVersion >= 90;
         cudaGetLastError();
     }
     return ok == 1 && gs_env("AWQ_CUDA_GEMV_STREAM", 1) != 0;
@@ -336,7 +386,9 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
     int S = gs_env("AWQ_CUDA_GEMV_S", CUQ_GEMV_STREAM_S);
     if (S != 2 && S != 4 && S != 8) S = CUQ_GEMV_STREAM_S;
     const bool zf = gs_env("AWQ_CUDA_GEMV_ZFOLD", CUQ_GEMV_STREAM_ZFOLD) == 1;
-    *fn = gs_pick(ge, S, zf);
+    const bool bps3 = gs_env("AWQ_CUDA_GEMV_BPS", CUQ_GEMV_STREAM_BPS) == 3 && !zf;
+    if (bps3) S = 4;
+    *fn = gs_pick(ge, S, zf, bps3);
     if (!*fn) return awq_seterr(err, AWQ_EINVAL, "cuq_gemv_stream: group %d not built", w->group);
     g->ntiles = w->out / 8;
     g->nkb = w->kp / 128;
@@ -360,8 +412,8 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
     const size_t static_b = GS_STATIC;
     /* order 1 holds x for all of k: when that does not fit (8 rows of a long k), order 0 */
     for (; g->order >= 0; g->order--)
-    for (int bps = 2; bps >= 1; bps--) {
-        const long budget = (long)(optin / bps) - (long)static_b - (bps == 2 ? 1024 : 0);
+    for (int bps = bps3 ? 3 : 2; bps >= 1; bps--) {
+        const long budget = (long)(optin / bps) - (long)static_b - (bps > 1 ? 1024 : 0);
         int nb = sms * bps;
         if (nb > g->units) nb = g->units;
         if (nb < g->nslab && g->nslab <= g->units) nb = g->nslab;
@@ -376,7 +428,7 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
         int R = (int)((budget - xbytes) / ((long)GS_WARPS * g->stage_bytes));
         if (R > rcap) R = rcap;
         if (R > GS_RMAX) R = GS_RMAX;
-        if (R < (bps == 2 ? 2 : 1)) continue;
+        if (R < (bps > 1 ? 2 : 1)) continue;
         g->upb = upb;
         g->R = R;
         g->xk_max = xk;

@@ -101,10 +101,12 @@ bool cuq_gemv_pdl(void);
  * AWQ_CUDA_GEMV_S=2|4|8 k128 blocks per unit (default CUQ_GEMV_STREAM_S), AWQ_CUDA_GEMV_R=N
  * caps the stages per warp, AWQ_CUDA_GEMV_ORDER=0|1 the unit order (slab-major interleaved /
  * pair-major runs per warp), AWQ_CUDA_GEMV_ZFOLD=0|1 the zero point folded out of the dequant,
- * AWQ_CUDA_GEMV_STREAM_MIN=BYTES: smaller matrices take the registers GEMV (cuq_gemv_stream_min). */
+ * AWQ_CUDA_GEMV_STREAM_MIN=BYTES: smaller matrices take the registers GEMV (cuq_gemv_stream_min),
+ * AWQ_CUDA_GEMV_BPS=3: the 80-register build, three blocks of 8 warps per SM (S = 4). */
 #define CUQ_GEMV_STREAM_S 4
 #define CUQ_GEMV_STREAM_ORDER 0
 #define CUQ_GEMV_STREAM_ZFOLD 0
+#define CUQ_GEMV_STREAM_BPS 2
 bool cuq_gemv_stream_ok(void);
 size_t cuq_gemv_stream_min(void);
 int cuq_gemv_stream(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, bool pdl,

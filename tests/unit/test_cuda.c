@@ -179,13 +179,13 @@ static void test_qmm(void) {
             /* every kernel, then the GEMV tuning variants (read from the environment on each
              * call): for the registers GEMV 4 tile pairs per block, the 80-register build, no
              * PDL; for the streamed GEMV (sm_90; elsewhere CU_QMM_GEMV is the registers one
-             * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold */
+             * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold, 3 blocks per SM */
             static const struct { const char *var, *val; int kernel; } tune[] = {
                 {"AWQ_CUDA_GEMV_WN", "4", CU_QMM_GEMV_LDG}, {"AWQ_CUDA_GEMV_OCC", "3", CU_QMM_GEMV_LDG},
                 {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV_LDG},  {"AWQ_CUDA_GEMV_S", "2", CU_QMM_GEMV},
                 {"AWQ_CUDA_GEMV_S", "8", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_R", "1", CU_QMM_GEMV},
                 {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_ORDER", "1", CU_QMM_GEMV},
-                {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV}};
+                {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_BPS", "3", CU_QMM_GEMV}};
             const int ntune = (int)(sizeof tune / sizeof tune[0]);
             for (int kv = CU_QMM_AUTO; kv <= CU_QMM_LAST + ntune; kv++) {
                 const bool tv = kv > CU_QMM_LAST;
