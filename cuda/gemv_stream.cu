@@ -395,10 +395,18 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
     g->gp = w->gp;
     g->G = w->group;
     g->S = S;
-    g->order = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER) == 1 ? 1 : 0;
     g->npairs = (g->ntiles + 1) / 2;
     g->nslab = (g->nkb + S - 1) / S;
     g->units = g->npairs * g->nslab;
+    /* auto (CUQ_GEMV_STREAM_ORDER -1): pair-major runs for one row when each warp gets a few
+     * slabs of a pair (one flush per pair, x of all k is small at m = 1): measured faster on
+     * gate_up at m = 1 (20.9 vs 22.8 us), slower at m = 8 and on qkv / o / down */
+    int ord = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER);
+    if (ord != 0 && ord != 1) {
+        const int nb0 = 2 * cuq_num_sms() < g->units ? 2 * cuq_num_sms() : g->units;
+        ord = mm == 1 && (g->units + nb0 - 1) / nb0 >= 2 * g->nslab ? 1 : 0;
+    }
+    g->order = ord;
     g->szs = w->group <= 128 ? S * (128 / w->group) : S; /* G > 128: at most S groups per unit */
     g->stage_bytes = 2 * S * 512 + 2 * g->szs * CU_SZ_WORDS * 4;
     int dev = 0, optin = 0;

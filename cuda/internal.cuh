@@ -100,11 +100,11 @@ bool cuq_gemv_pdl(void);
  * AWQ_CUDA_GEMV_STREAM is not 0 (then CU_QMM_GEMV runs it). Tuning (A/B runs):
  * AWQ_CUDA_GEMV_S=2|4|8 k128 blocks per unit (default CUQ_GEMV_STREAM_S), AWQ_CUDA_GEMV_R=N
  * caps the stages per warp, AWQ_CUDA_GEMV_ORDER=0|1 the unit order (slab-major interleaved /
- * pair-major runs per warp), AWQ_CUDA_GEMV_ZFOLD=0|1 the zero point folded out of the dequant,
+ * pair-major runs per warp; default: chosen per matrix), AWQ_CUDA_GEMV_ZFOLD=0|1 the zero point folded out of the dequant,
  * AWQ_CUDA_GEMV_STREAM_MIN=BYTES: smaller matrices take the registers GEMV (cuq_gemv_stream_min),
  * AWQ_CUDA_GEMV_BPS=3: the 80-register build, three blocks of 8 warps per SM (S = 4). */
 #define CUQ_GEMV_STREAM_S 4
-#define CUQ_GEMV_STREAM_ORDER 0
+#define CUQ_GEMV_STREAM_ORDER -1 /* auto: see gs_plan */
 #define CUQ_GEMV_STREAM_ZFOLD 0
 #define CUQ_GEMV_STREAM_BPS 2
 bool cuq_gemv_stream_ok(void);
