@@ -13,6 +13,9 @@
 
 #include "helpers.cuh"
 #include "internal.cuh"
+extern "C" {
+#include "cu.h"
+}
 
 /* ------------------------------------------------------------------ dequant ---- */
 #define DQ_WARPS 8         /* one (n8 tile, k128 block) chunk per warp */
@@ -100,5 +103,7 @@ int cuq_dense_min(void) {
         int n = atoi(v);
         if (n > 0) return n;
     }
-    return CU_DENSE_MIN_DEFAULT;
+    /* with the streamed GEMV's batched build (sm_90) every step of up to 64 tokens is faster
+     * on it than dequant + cuBLAS (bench/RESULTS.md: gate_up at m = 64 91 vs 144 us) */
+    return cuq_gemv_stream_ok() ? CU_QMM_SKINNY_MAX + 1 : CU_DENSE_MIN_DEFAULT;
 }

@@ -89,48 +89,57 @@ __device__ __forceinline__ uint4 cuq_load8(const cuq_in &in, int r, int k, float
     return o;
 }
 
-/* The x slice of a decode GEMV block: rows [0, M) (M <= 8), k in [k0, k1) (multiples of 8),
+/* The x slice of a decode GEMV block: rows [0, M) (M <= 64), k in [k0, k1) (multiples of 8),
  * into shared memory xs (row stride lds halves) as fp16 made by the input mode; zeros at k >=
- * K. RMSNORM first takes 1/rms of each row over all of K (float4 loads by every thread, one
- * round trip; rss: NW x 8 floats and rinv: 8 floats of shared memory). NT = NW * 32 threads,
- * all of which call this; ends with a barrier, so xs (and anything written before) is
+ * K. RMSNORM first takes 1/rms of each row over all of K (float4 loads by every thread, eight
+ * rows per round trip; rss: NW x 8 floats and rinv: M floats of shared memory). NT = NW * 32
+ * threads, all of which call this; ends with a barrier, so xs (and anything written before) is
  * visible to the block. */
 template <int NW>
 __device__ __forceinline__ void cuq_stage_x(const cuq_in &in, int M, int K, half *xs, int lds, int k0, int k1,
                                             float (*rss)[8], float *rinv) {
     constexpr int NT = NW * 32;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (in.mode == CUQ_IN_RMSNORM) {
-        float ss[8];
+    if (in.mode == CUQ_IN_RMSNORM)
+        for (int r0 = 0; r0 < M; r0 += 8) {
+            float ss[8];
 #pragma unroll
-        for (int r = 0; r < 8; r++) ss[r] = 0.0f;
-        for (int i = threadIdx.x; i < (K >> 2); i += NT)
+            for (int r = 0; r < 8; r++) ss[r] = 0.0f;
+            for (int i = threadIdx.x; i < (K >> 2); i += NT)
 #pragma unroll
-            for (int r = 0; r < 8; r++)
-                if (r < M) {
-                    float4 v = reinterpret_cast<const float4 *>(in.xf + (size_t)r * in.ldxf)[i];
-                    ss[r] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-                }
+                for (int r = 0; r < 8; r++)
+                    if (r0 + r < M) {
+                        float4 v = reinterpret_cast<const float4 *>(in.xf + (size_t)(r0 + r) * in.ldxf)[i];
+                        ss[r] += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                    }
+            if (r0 > 0) __syncthreads(); /* the previous round's rss reads */
 #pragma unroll
-        for (int r = 0; r < 8; r++) {
-            float v = cu_warp_sum(ss[r]);
-            if (lane == 0) rss[warp][r] = v;
+            for (int r = 0; r < 8; r++) {
+                float v = cu_warp_sum(ss[r]);
+                if (lane == 0) rss[warp][r] = v;
+            }
+            __syncthreads();
+            if (threadIdx.x < 8 && r0 + threadIdx.x < M) {
+                float t = 0.0f;
+#pragma unroll
+                for (int w = 0; w < NW; w++) t += rss[w][threadIdx.x];
+                rinv[r0 + threadIdx.x] = rsqrtf(t / (float)K + in.eps);
+            }
         }
-        __syncthreads();
-        if (threadIdx.x < M) {
-            float t = 0.0f;
-#pragma unroll
-            for (int w = 0; w < NW; w++) t += rss[w][threadIdx.x];
-            rinv[threadIdx.x] = rsqrtf(t / (float)K + in.eps);
-        }
-    }
     __syncthreads(); /* rinv */
     const int cpr = (k1 - k0) >> 3; /* 16-byte chunks per row */
-    for (int c = threadIdx.x; c < M * cpr; c += NT) {
-        const int r = c / cpr, kc = (c - r * cpr) << 3;
+    /* chunk c = r * cpr + j, stepped without dividing */
+    int r = threadIdx.x / cpr, j = threadIdx.x - r * cpr;
+    while (r < M) {
+        const int kc = j << 3;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (k0 + kc < K) v = cuq_load8(in, r, k0 + kc, in.mode == CUQ_IN_RMSNORM ? rinv[r] : 0.0f);
         *reinterpret_cast<uint4 *>(xs + r * lds + kc) = v;
+        j += NT;
+        while (j >= cpr) {
+            j -= cpr;
+            r++;
+        }
     }
     __syncthreads();
 }

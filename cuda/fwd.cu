@@ -83,7 +83,9 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
         if (T <= CU_QMM_SKINNY_MAX && !dense) {
             /* decode: the norms and SwiGLU are fused into the matmuls' input loads, and the
              * split-K outputs start from the zeros cua_rope_kv leaves (no memsets) */
-            const int dk = T <= 8 ? CU_QMM_GEMV : CU_QMM_SKINNY;
+            /* the streamed GEMV (sm_90) takes up to 64 rows per pass (its batched build); else
+             * the registers GEMV to 8 rows and the skinny kernel above */
+            const int dk = T <= 8 || cuq_gemv_stream_ok() ? CU_QMM_GEMV : CU_QMM_SKINNY;
             cuq_in in;
             memset(&in, 0, sizeof in);
             in.mode = CUQ_IN_RMSNORM;

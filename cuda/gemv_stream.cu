@@ -130,8 +130,10 @@ __device__ __forceinline__ void gs_dq4_raw(uint32_t q, uint32_t *b) {
 }
 
 /* GE: k32 steps per group (1, 2, 4: groups 32, 64, >= 128). S: k128 blocks per unit. ZF:
- * zero fold (AWQ_CUDA_GEMV_ZFOLD=1). */
-template <int GE, int S, bool ZF, int MINB>
+ * zero fold (AWQ_CUDA_GEMV_ZFOLD=1; MT 1 only). MT: n8 tiles of batch rows (up to 8 MT rows
+ * per pass: the dequantized fragments of a unit feed MT mma each, so 9-64 rows, batched
+ * decode, still read every weight once per pass). */
+template <int GE, int S, bool ZF, int MINB, int MT>
 static __global__ void __launch_bounds__(GS_THREADS, MINB) /* MINB blocks per SM: <= 128 / 80 registers */
 kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uint32_t *__restrict__ sz,
                        gs_geo geo, float *__restrict__ y, int ldy, int mode) {
@@ -141,7 +143,8 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     extern __shared__ __align__(128) uint8_t gs_smem[];
     __shared__ __align__(8) uint64_t bars[GS_WARPS][GS_RMAX];
     __shared__ float rss[GS_WARPS][8];
-    __shared__ float rinv[8];
+    __shared__ float rinv[8 * MT];
+    static_assert(!ZF || MT == 1, "the zero fold keeps x sums for 8 rows");
     /* what the ldmatrix lanes of batch rows >= M read: zeros as long as one unit's k */
     __shared__ __align__(16) half zero[S * 128];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -232,10 +235,14 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
 
     /* 3. the units: wait for a stage, compute it, refill it with the unit R ahead */
     const int r8 = lane & 7;
-    const bool zrow = r8 >= M;
     const half *xbase = xs + r8 * lds + (lane >> 3) * 8;
     constexpr int NG = 4 / GE; /* groups per k128 block (G <= 128) */
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    /* MT 1: two partial sums per tile pair (k16 steps 0 and 1) so two mma are independent;
+     * MT > 1: the MT n-tiles are the independent chains */
+    constexpr bool SPLIT = MT == 1;
+    float acc[MT][4];
+#pragma unroll
+    for (int nt = 0; nt < MT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
     int s = s_first_u, p = p_first_u; /* this unit */
     int st = 0;                       /* its stage: i % R, and the stage's phase (i / R) & 1 */
     uint32_t phase = 0;
@@ -245,8 +252,10 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
         if (GE == 4 && geo.G != 128) gs_groups<GE>(geo, kb0, nk, g0, ng);
         gs_bar_wait(&bars[warp][st], phase);
         const uint8_t *stg = ring + st * geo.stage_bytes;
-        /* this lane's x row at the unit's first k (or the zeros): per (kk, e) a constant offset */
-        const half *xu = zrow ? zero : xbase + (kb0 * 128 - xk0);
+        /* this lane's x rows at the unit's first k (or the zeros): per (kk, e) a constant offset */
+        const half *xu[MT];
+#pragma unroll
+        for (int nt = 0; nt < MT; nt++) xu[nt] = nt * 8 + r8 >= M ? zero : xbase + nt * 8 * lds + (kb0 * 128 - xk0);
         const uint4 *sw = reinterpret_cast<const uint4 *>(stg);
         const uint32_t *sza = reinterpret_cast<const uint32_t *>(stg + 2 * S * 512);
         const uint32_t *szb = sza + geo.szs * CU_SZ_WORDS;
@@ -257,7 +266,10 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
                 const int kx = (kb0 + kk) * 128 - xk0;
                 /* first group of this k128 block within the stage */
                 const int gk = GE < 4 ? kk * NG : geo.G == 128 ? kk : ((kb0 + kk) * 128) / geo.G - g0;
-                float p0[4] = {0.0f, 0.0f, 0.0f, 0.0f}, p1[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                float p0[MT][4], p1[1][4]; /* p1: k16 step 1 of MT 1 */
+#pragma unroll
+                for (int nt = 0; nt < MT; nt++) p0[nt][0] = p0[nt][1] = p0[nt][2] = p0[nt][3] = 0.0f;
+                p1[0][0] = p1[0][1] = p1[0][2] = p1[0][3] = 0.0f;
                 uint32_t za = 0, zb = 0;
                 half2 zfa, z16a, zfb, z16b;
 #pragma unroll
@@ -269,8 +281,6 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
                         cu_dq4_zero(za, zfa, z16a);
                         cu_dq4_zero(zb, zfb, z16b);
                     }
-                    uint32_t xb[4];
-                    cu_ldmatrix_x4(xb, xu + kk * 128 + e * 32);
                     uint32_t b0[4], b1[4];
                     if (ZF) {
                         gs_dq4_raw(u4c(wa, e), b0);
@@ -281,30 +291,41 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
                     }
                     const uint32_t a0[4] = {b0[0], b1[0], b0[1], b1[1]};
                     const uint32_t a1[4] = {b0[2], b1[2], b0[3], b1[3]};
-                    cu_mma16816(p0, a0, xb[0], xb[1]);
-                    cu_mma16816(p1, a1, xb[2], xb[3]);
+#pragma unroll
+                    for (int nt = 0; nt < MT; nt++) {
+                        uint32_t xb[4];
+                        cu_ldmatrix_x4(xb, xu[nt] + kk * 128 + e * 32);
+                        cu_mma16816(p0[nt], a0, xb[0], xb[1]);
+                        cu_mma16816(SPLIT ? p1[0] : p0[nt], a1, xb[2], xb[3]);
+                    }
                     if ((e + 1) % GE == 0) {
                         const float fa = __half2float(reinterpret_cast<const half *>(sza + gl * CU_SZ_WORDS + 8)[lane >> 2]);
                         const float fb = __half2float(reinterpret_cast<const half *>(szb + gl * CU_SZ_WORDS + 8)[lane >> 2]);
-                        if (ZF) {
+                        if constexpr (ZF) {
                             /* za/zb: {1024 + z, -(64 + z)}; fold unit of this k32 for rows 2q, 2q+1 */
                             const float2 ca = __half22float2(*reinterpret_cast<const half2 *>(&za));
                             const float2 cb = __half22float2(*reinterpret_cast<const half2 *>(&zb));
                             const int f = (kx + e * 32) / FU;
                             const float4 sx = *reinterpret_cast<const float4 *>(xsum + (f * 8 + (lane & 3) * 2) * 2);
-                            p0[0] += p1[0] * 0.0625f - ca.x * sx.x + ca.y * sx.y;
-                            p0[1] += p1[1] * 0.0625f - ca.x * sx.z + ca.y * sx.w;
-                            p0[2] += p1[2] * 0.0625f - cb.x * sx.x + cb.y * sx.y;
-                            p0[3] += p1[3] * 0.0625f - cb.x * sx.z + cb.y * sx.w;
+                            p0[0][0] += p1[0][0] * 0.0625f - ca.x * sx.x + ca.y * sx.y;
+                            p0[0][1] += p1[0][1] * 0.0625f - ca.x * sx.z + ca.y * sx.w;
+                            p0[0][2] += p1[0][2] * 0.0625f - cb.x * sx.x + cb.y * sx.y;
+                            p0[0][3] += p1[0][3] * 0.0625f - cb.x * sx.z + cb.y * sx.w;
 #pragma unroll
-                            for (int c = 0; c < 4; c++) p1[c] = 0.0f;
+                            for (int c = 0; c < 4; c++) p1[0][c] = 0.0f;
                         }
-                        acc[0] += fa * (p0[0] + p1[0]);
-                        acc[1] += fa * (p0[1] + p1[1]);
-                        acc[2] += fb * (p0[2] + p1[2]);
-                        acc[3] += fb * (p0[3] + p1[3]);
 #pragma unroll
-                        for (int c = 0; c < 4; c++) p0[c] = p1[c] = 0.0f;
+                        for (int nt = 0; nt < MT; nt++) {
+                            const float *q1 = SPLIT ? p1[0] : NULL;
+                            acc[nt][0] += fa * (p0[nt][0] + (SPLIT ? q1[0] : 0.0f));
+                            acc[nt][1] += fa * (p0[nt][1] + (SPLIT ? q1[1] : 0.0f));
+                            acc[nt][2] += fb * (p0[nt][2] + (SPLIT ? q1[2] : 0.0f));
+                            acc[nt][3] += fb * (p0[nt][3] + (SPLIT ? q1[3] : 0.0f));
+#pragma unroll
+                            for (int c = 0; c < 4; c++) p0[nt][c] = 0.0f;
+                        }
+#pragma unroll
+                        for (int c = 0; c < 4; c++) p1[0][c] = 0.0f;
                     }
                 }
             }
@@ -324,9 +345,11 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
         const int pthis = p;
         gs_adv(geo, s, p, ustep);
         if (i + 1 < nmine && p == pthis) continue;
-        cuq_store_pair(y, ldy, 2 * pthis, geo.ntiles, M, lane, acc, mode);
 #pragma unroll
-        for (int c = 0; c < 4; c++) acc[c] = 0.0f;
+        for (int nt = 0; nt < MT; nt++) {
+            if (nt * 8 < M) cuq_store_pair(y + (size_t)nt * 8 * ldy, ldy, 2 * pthis, geo.ntiles, M - nt * 8, lane, acc[nt], mode);
+            acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+        }
     }
 #else
     /* built for an older GPU: the host never launches this (gs_ok checks the binary) */
@@ -340,12 +363,20 @@ static int gs_env(const char *name, int dflt) {
     return e && *e ? atoi(e) : dflt;
 }
 
-template <int GE, int S, bool ZF, int MINB> static const void *gs_fn(void) {
-    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF, MINB>;
+template <int GE, int S, bool ZF, int MINB, int MT = 1> static const void *gs_fn(void) {
+    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF, MINB, MT>;
 }
 
-/* bps3: the 80-register build for three blocks per SM (S = 4, no zero fold) */
-static const void *gs_pick(int ge, int S, bool zf, bool bps3) {
+/* mt > 1: the batched build (S = 4, no zero fold, registers uncapped: one block per SM);
+ * bps3: the 80-register build for three blocks per SM (S = 4, no zero fold) */
+static const void *gs_pick(int ge, int S, bool zf, bool bps3, int mt) {
+#define GS_M(GE_) \
+    if (ge == GE_) return mt == 2 ? gs_fn<GE_, 4, false, 1, 2>() : mt == 4 ? gs_fn<GE_, 4, false, 1, 4>() : gs_fn<GE_, 4, false, 1, 8>();
+    if (mt > 1) {
+        GS_M(4) GS_M(2) GS_M(1)
+        return NULL;
+    }
+#undef GS_M
     if (bps3) return ge == 4 ? gs_fn<4, 4, false, 3>() : ge == 2 ? gs_fn<2, 4, false, 3>() : gs_fn<1, 4, false, 3>();
 #define GS_P(GE_, S_) \
     if (ge == GE_ && S == S_) return zf ? gs_fn<GE_, S_, true, 2>() : gs_fn<GE_, S_, false, 2>();
@@ -383,12 +414,13 @@ size_t cuq_gemv_stream_min(void) {
 static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size_t *smem, const void **fn) {
     memset(g, 0, sizeof *g);
     const int ge = w->group >= 128 ? 4 : w->group / 32;
+    const int mt = mm <= 8 ? 1 : mm <= 16 ? 2 : mm <= 32 ? 4 : 8;
     int S = gs_env("AWQ_CUDA_GEMV_S", CUQ_GEMV_STREAM_S);
     if (S != 2 && S != 4 && S != 8) S = CUQ_GEMV_STREAM_S;
-    const bool zf = gs_env("AWQ_CUDA_GEMV_ZFOLD", CUQ_GEMV_STREAM_ZFOLD) == 1;
-    const bool bps3 = gs_env("AWQ_CUDA_GEMV_BPS", CUQ_GEMV_STREAM_BPS) == 3 && !zf;
-    if (bps3) S = 4;
-    *fn = gs_pick(ge, S, zf, bps3);
+    const bool zf = mt == 1 && gs_env("AWQ_CUDA_GEMV_ZFOLD", CUQ_GEMV_STREAM_ZFOLD) == 1;
+    const bool bps3 = mt == 1 && gs_env("AWQ_CUDA_GEMV_BPS", CUQ_GEMV_STREAM_BPS) == 3 && !zf;
+    if (bps3 || mt > 1) S = 4;
+    *fn = gs_pick(ge, S, zf, bps3, mt);
     if (!*fn) return awq_seterr(err, AWQ_EINVAL, "cuq_gemv_stream: group %d not built", w->group);
     g->ntiles = w->out / 8;
     g->nkb = w->kp / 128;
@@ -437,6 +469,7 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
         if (R > rcap) R = rcap;
         if (R > GS_RMAX) R = GS_RMAX;
         if (R < (bps > 1 ? 2 : 1)) continue;
+        if (bps > 1 && mt > 1) continue; /* the batched build's registers are uncapped: one block per SM */
         g->upb = upb;
         g->R = R;
         g->xk_max = xk;
@@ -451,8 +484,10 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
 
 int cuq_gemv_stream(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, bool pdl,
                     cudaStream_t st) {
-    for (int r0 = 0; r0 < m; r0 += 8) {
-        const int mm = m - r0 < 8 ? m - r0 : 8;
+    /* passes of up to 64 rows (the batched build), or 8 with AWQ_CUDA_GEMV_MT=0 (A/B runs) */
+    const int pass = gs_env("AWQ_CUDA_GEMV_MT", 1) ? 64 : 8;
+    for (int r0 = 0; r0 < m; r0 += pass) {
+        const int mm = m - r0 < pass ? m - r0 : pass;
         gs_geo g;
         int grid = 0;
         size_t smem = 0;

@@ -114,7 +114,8 @@ int cuq_gemv_stream(char *err, const cu_qw *w, const cuq_in *in, int m, float *y
 
 /* ------------------------------------------------------------------ dense path (dense.cu) ---- */
 /* Steps of at least cuq_dense_min() tokens run each AWQ linear as dequant-to-fp16 + cuBLAS
- * GEMM: CU_DENSE_MIN_DEFAULT, or AWQ_CUDA_DENSE_MIN from the environment (A/B runs). */
+ * GEMM: CU_DENSE_MIN_DEFAULT (CU_QMM_SKINNY_MAX + 1 where the streamed GEMV runs: it takes up
+ * to 64 rows), or AWQ_CUDA_DENSE_MIN from the environment (A/B runs). */
 #define CU_DENSE_MIN_DEFAULT 48
 int cuq_dense_min(void);
 /* Bytes of the fp16 copy of w: (out, kp) halves. */

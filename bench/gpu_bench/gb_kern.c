@@ -34,7 +34,9 @@ void gb_kernels(double copy_gbps, int decode_only) {
             static const struct { const char *name; int kernel; } dv[] = {
                 {"gemv", CU_QMM_GEMV}, {"gemv-ldg", CU_QMM_GEMV_LDG}, {"skinny", CU_QMM_SKINNY}, {"dense", CU_QMM_DENSE}};
             for (size_t v = 0; v < sizeof dv / sizeof dv[0]; v++) {
-                if (ms[i] <= 8 ? v > 1 : v <= 1) continue; /* gemv to 8 rows, skinny/dense above */
+                /* gemv (and the registers gemv) to 8 rows; gemv (its batched build on sm_90),
+                 * skinny and dense above */
+                if (ms[i] <= 8 ? v > 1 : v == 1) continue;
                 double us = 0, bytes = 0;
                 if (cu_bench_qmm(err, 0, shapes[s].in, shapes[s].out, ms[i], dv[v].kernel, 21, &us, &bytes))
                     fail("qmm", err);
