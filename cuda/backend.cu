@@ -107,7 +107,7 @@ static size_t act_bytes(const cu_state *s) {
     return MT * ((size_t)s->H * 4 + s->H * 2 + (size_t)(s->qd + 2 * s->kvd) * 4 + s->qd * 4 + s->qd * 2 +
                  (size_t)s->I * 8 + s->I * 2) +
            (size_t)s->part_rows * s->heads * (s->hd + 2) * 4 + (size_t)s->max_seqs * ((size_t)s->H * 2 + s->V * 4 + 4) +
-           (size_t)4 * MT * 4;
+           (size_t)4 * MT * 4 + MT * s->kv_heads * 4;
 }
 
 /* The dense path's weight scratch (the largest linear as fp16 (out, kp)), at least big enough
@@ -293,6 +293,7 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
             (rc = dmalloc(err, (void **)&s->gu, MT * s->I * 8, "activations")) ||
             (rc = dmalloc(err, (void **)&s->hmid, MT * s->I * 2, "activations")) ||
             (rc = dmalloc(err, (void **)&s->part, (size_t)s->part_rows * s->heads * (s->hd + 2) * 4, "attention")) ||
+            (rc = dmalloc(err, (void **)&s->attn_cnt, MT * s->kv_heads * 4, "attention")) ||
             (rc = dmalloc(err, (void **)&s->lastn, (size_t)s->max_seqs * s->H * 2, "activations")) ||
             (rc = dmalloc(err, (void **)&s->logits, (size_t)s->max_seqs * s->V * 4, "logits")) ||
             (rc = dmalloc(err, (void **)&s->d_am, (size_t)s->max_seqs * 4, "argmax")) ||
@@ -301,6 +302,8 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
         /* the decode path's split-K matmuls add into these: they start (and are left) zero */
         CU_GOTO(err, rc, fail, cudaMemset(s->qkv, 0, MT * (s->qd + 2 * s->kvd) * 4));
         CU_GOTO(err, rc, fail, cudaMemset(s->gu, 0, MT * s->I * 8));
+        /* cua_attn_decode's arrival counters start at 0 and each launch leaves them there */
+        CU_GOTO(err, rc, fail, cudaMemset(s->attn_cnt, 0, MT * s->kv_heads * 4));
         CU_GOTO(err, rc, fail, cudaMallocHost(&s->h_meta, 4 * MT * 4));
         CU_GOTO(err, rc, fail, cudaMallocHost(&s->h_am, (size_t)s->max_seqs * 4));
     }
@@ -326,6 +329,9 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
         s->att_min = env_int("AWQ_CUDA_ATT_MIN", CU_ATT_MIN_DEFAULT);
         if (s->att_min < 1) s->att_min = 1;
         s->att_qb = env_int("AWQ_CUDA_ATT_QB", 0);
+        s->attn_fused = env_int("AWQ_CUDA_ATTN_FUSED", 1) != 0;
+        s->attn_splits = env_int("AWQ_CUDA_ATTN_SPLITS", 0);
+        s->att_fa = env_int("AWQ_CUDA_ATTN_FA", 1) != 0;
     }
 
     /* ---- KV pool ---- */
@@ -414,6 +420,7 @@ static void cu_destroy(void *state) {
     cudaFree(s->gu);
     cudaFree(s->hmid);
     cudaFree(s->part);
+    cudaFree(s->attn_cnt);
     cudaFree(s->lastn);
     cudaFree(s->logits);
     cudaFree(s->d_am);

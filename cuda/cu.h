@@ -87,6 +87,15 @@ AWQ_NODISCARD int cu_bench_qmm(char *err, int dev, int in, int out, int m, int k
 /* cuBLAS fp16 GEMM (cublasGemmEx, fp32 accumulate) of (m, k) x (k, n), rotating copies of the
  * weight matrix: the dense reference the AWQ kernels are compared to. */
 AWQ_NODISCARD int cu_bench_cublas(char *err, int dev, int m, int n, int k, int reps, double *us);
+/* Prefill attention (causal, window > 0: sliding) of n queries at positions pos0 .. pos0 + n - 1
+ * of one sequence over its pos0 + n keys, for tests and bench: kernel 0 the flash-attention
+ * kernel (head_dim 64/128), 1 the cuBLAS path. q (n, heads*hd) fp32 (unscaled, roped), k and v
+ * (pos0 + n, kv_heads, hd) fp16 bits, out (n, heads*hd) fp32 from the kernels' fp16; all
+ * borrowed. K/V go into a paged cache of shuffled blocks whose unowned rows are NaN (attn_fa.cu).
+ * reps > 0: *us = median device time of one call over reps after a warm-up; 0: one call. */
+AWQ_NODISCARD int cu_attn_probe(char *err, int dev, int kernel, int heads, int kv_heads, int hd, int n, int pos0,
+                                int window, const float *q, const uint16_t *k, const uint16_t *v, float *out,
+                                int reps, double *us) AWQ_NONNULL(10, 11, 12, 13);
 
 #ifdef __cplusplus
 }

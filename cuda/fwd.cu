@@ -16,7 +16,11 @@
  * (no xn/h buffers, no memsets: see cua_rope_kv). The tiled mma.sync kernel remains for chunks
  * above CU_QMM_SKINNY_MAX when the dense path is switched off (AWQ_CUDA_DENSE_MIN).
  * Attention: runs of at least s->att_min consecutive positions of one sequence (prompts) go
- * through the tensor-core path (attn_tc.cu), everything else through the flash-decoding kernel.
+ * through the flash-attention kernel (attn_fa.cu; the cuBLAS path of attn_tc.cu for other head
+ * sizes or with AWQ_CUDA_ATTN_FA=0), everything else through the flash-decoding kernel. A chunk
+ * where every token is the only one of its sequence (decode steps, graphs or not) instead runs
+ * RoPE, the KV write, attention and the split merge as one kernel per layer (attn_dec.cu;
+ * AWQ_CUDA_ATTN_FUSED=0: the separate kernels).
  *
  * Decode steps (every sequence feeds one token) replay a CUDA graph captured once per (batch
  * size, attention splits): tokens, slots and positions live in device memory (d_meta, d_bt)
@@ -37,6 +41,7 @@ static int meta_off(int which) { return which * CU_MAX_TOK; }
 
 /* ------------------------------------------------------------------ one chunk ---- */
 static int pick_splits(const cu_state *s, int T, int maxlen);
+static int pick_splits_dec(const cu_state *s, int T);
 
 /* One AWQ linear of a large step: dequant + cuBLAS (dense) or the tiled mma.sync kernel. */
 static int lin(char *err, cu_state *s, bool dense, const cu_qw *w, const half *x, int ldx, int T, float *y, int ldy,
@@ -45,8 +50,9 @@ static int lin(char *err, cu_state *s, bool dense, const cu_qw *w, const half *x
     return cuq_matmul(err, w, x, ldx, T, y, ldy, acc, CU_QMM_TILED, s->st);
 }
 
-/* Attention of the chunk: segments of at least att_min queries on tensor cores (cuBLAS), the
- * rest (and every token when s->nseg == 0) through the flash-decoding kernel. */
+/* Attention of the chunk: segments of at least att_min queries through the flash-attention
+ * kernel (head_dim 64/128; other head sizes, or AWQ_CUDA_ATTN_FA=0: tensor cores through cuBLAS),
+ * the rest (and every token when s->nseg == 0) through the flash-decoding kernel. */
 static int run_attention(char *err, cu_state *s, int T, int splits, const cu_kv *kv) {
     const int *tslot = s->d_meta + meta_off(META_SLOT), *tpos = s->d_meta + meta_off(META_POS);
     if (s->nseg == 0)
@@ -55,7 +61,10 @@ static int run_attention(char *err, cu_state *s, int T, int splits, const cu_kv 
         const cu_seg *g = &s->segs[i];
         const size_t off = (size_t)g->t0 * s->qd;
         int rc;
-        if (g->n >= s->att_min) {
+        if (g->n >= s->att_min && s->att_fa && cua_fa_head_dim_ok(s->hd)) {
+            rc = cua_attention_fa(err, s->q + off, g->n, s->heads, g->slot, g->pos0, kv, s->window, s->att + off,
+                                  s->st);
+        } else if (g->n >= s->att_min) {
             rc = cua_attention_tc(err, s->cb, s->q + off, g->n, s->heads, g->slot, g->pos0, kv, s->window, &s->tc,
                                   s->att_qb, s->att + off, s->st);
         } else {
@@ -69,9 +78,28 @@ static int run_attention(char *err, cu_state *s, int T, int splits, const cu_kv 
     return 0;
 }
 
-static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, int splits) {
-    const int *tok = s->d_meta + meta_off(META_TOK), *tslot = s->d_meta + meta_off(META_SLOT);
-    const int *tpos = s->d_meta + meta_off(META_POS), *lastrows = s->d_meta + meta_off(META_LAST);
+/* RoPE + KV write + attention of the chunk, leaving the qkv rows zero (and with clear_gu the
+ * gate|up rows: the decode matmuls add into both). fused: every token is the only token of its
+ * sequence in the chunk (no token reads a key another token of the chunk writes), so one
+ * cua_attn_decode launch does it all; else cua_rope_kv then run_attention. */
+static int attn_step(char *err, cu_state *s, int T, int splits, bool fused, const cu_kv *kv, bool clear_gu) {
+    const int *tslot = s->d_meta + meta_off(META_SLOT), *tpos = s->d_meta + meta_off(META_POS);
+    float *clear = clear_gu ? s->gu : NULL;
+    if (fused)
+        return cua_attn_decode(err, s->qkv, T, s->heads, s->rope, tslot, tpos, kv, s->window, splits, s->part,
+                               s->part_rows, s->attn_cnt, s->att, clear, 2 * s->I, s->st);
+    int rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, kv, s->q, clear, clear_gu ? 2 * s->I : 0,
+                         s->st);
+    return rc ? rc : run_attention(err, s, T, splits, kv);
+}
+
+/* The fused decode attention for a decode step of T tokens: on, and T small enough
+ * (CU_ATTN_FUSED_MAX: measured faster to 16 streams, slower at 32 and 64). */
+static bool use_fused(const cu_state *s, int T) { return s->attn_fused && T <= CU_ATTN_FUSED_MAX; }
+
+/* One chunk of T tokens through every layer. fused: attn_step's (splits from pick_splits_dec). */
+static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, int splits, bool fused) {
+    const int *tok = s->d_meta + meta_off(META_TOK), *lastrows = s->d_meta + meta_off(META_LAST);
     const int qkvd = s->qd + 2 * s->kvd;
     /* many tokens: weights dequantized to fp16 per linear and cuBLAS (docs/cuda.md) */
     const bool dense = T >= s->dense_min;
@@ -82,7 +110,7 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
         cu_kv kv = {s->kpool, s->vpool, s->d_bt, s->maxb, s->nblocks, s->kv_heads, s->hd, li};
         if (T <= CU_QMM_SKINNY_MAX && !dense) {
             /* decode: the norms and SwiGLU are fused into the matmuls' input loads, and the
-             * split-K outputs start from the zeros cua_rope_kv leaves (no memsets) */
+             * split-K outputs start from the zeros attn_step leaves (no memsets) */
             /* the streamed GEMV (sm_90) takes up to 64 rows per pass (its batched build); else
              * the registers GEMV to 8 rows and the skinny kernel above */
             const int dk = T <= 8 || cuq_gemv_stream_ok() ? CU_QMM_GEMV : CU_QMM_SKINNY;
@@ -95,9 +123,7 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
             in.eps = s->eps;
             if ((rc = cuq_matmul_ex(err, &d->qkv, &in, T, s->qkv, qkvd, CUQ_OUT_STORE_ZEROED, dk,
                                     s->st)) ||
-                (rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, &kv, s->q, s->gu, 2 * s->I,
-                                  s->st)) ||
-                (rc = run_attention(err, s, T, splits, &kv)) ||
+                (rc = attn_step(err, s, T, splits, fused, &kv, true)) ||
                 (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, dk, s->st)))
                 return rc;
             in.norm = d->ffn_norm;
@@ -113,12 +139,11 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
                 return rc;
             continue;
         }
-        /* the qkv and gate|up outputs are overwritten (beta 0 / store), and cua_rope_kv leaves
+        /* the qkv and gate|up outputs are overwritten (beta 0 / store), and attn_step leaves
          * the qkv rows zero again, as the decode path expects of them */
         if ((rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->attn_norm, s->eps, s->xn, s->st)) ||
             (rc = lin(err, s, dense, &d->qkv, s->xn, s->H, T, s->qkv, qkvd, false)) ||
-            (rc = cua_rope_kv(err, s->qkv, T, s->heads, s->rope, tslot, tpos, &kv, s->q, NULL, 0, s->st)) ||
-            (rc = run_attention(err, s, T, splits, &kv)) ||
+            (rc = attn_step(err, s, T, splits, fused, &kv, false)) ||
             (rc = lin(err, s, dense, &d->o, s->att, s->qd, T, s->x, s->H, true)) ||
             (rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->ffn_norm, s->eps, s->xn, s->st)) ||
             (rc = lin(err, s, dense, &d->gu, s->xn, s->H, T, s->gu, 2 * s->I, false)) ||
@@ -156,6 +181,19 @@ static int pick_splits(const cu_state *s, int T, int maxlen) {
     return sp;
 }
 
+/* Splits of cua_attn_decode's grid: every SM twice, at most CUA_DEC_SMAX and s->attn_splits
+ * (AWQ_CUDA_ATTN_SPLITS), within the partials buffer. Not the context: each token uses only as
+ * many as its keys fill with >= 32 each (the rest of its blocks exit at once), so one graph
+ * per batch size serves every context length. */
+static int pick_splits_dec(const cu_state *s, int T) {
+    int sp = (2 * s->sms + T * s->kv_heads - 1) / (T * s->kv_heads);
+    if (sp > CUA_DEC_SMAX) sp = CUA_DEC_SMAX;
+    if (s->attn_splits > 0 && sp > s->attn_splits) sp = s->attn_splits;
+    if (sp < 1) sp = 1;
+    while (sp > 1 && T * sp > s->part_rows) sp--;
+    return sp;
+}
+
 /* ------------------------------------------------------------------ graphs ---- */
 void cu_graphs_clear(cu_state *s) {
     for (int i = 0; i < CU_GRAPHS; i++)
@@ -184,7 +222,7 @@ static int decode_graph(char *err, cu_state *s, int T, int splits, cudaGraphExec
     cudaGraph_t graph = NULL;
     s->nseg = 0; /* one token per sequence: the flash-decoding kernel */
     CU_RET(err, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeRelaxed));
-    int rc = run_chunk(err, s, T, T, 0, splits);
+    int rc = run_chunk(err, s, T, T, 0, splits, use_fused(s, T));
     if (!rc) rc = run_head(err, s, T);
     cudaError_t e = cudaStreamEndCapture(s->st, &graph);
     if (rc) {
@@ -286,7 +324,8 @@ int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
             if (b->pos[i] - lo + 1 > maxlen) maxlen = b->pos[i] - lo + 1;
         }
         cudaGraphExec_t g = NULL;
-        if ((rc = decode_graph(err, s, T, pick_splits(s, T, maxlen), &g))) return rc;
+        const int splits = use_fused(s, T) ? pick_splits_dec(s, T) : pick_splits(s, T, maxlen);
+        if ((rc = decode_graph(err, s, T, splits, &g))) return rc;
         CU_RET(err, cudaMemcpyAsync(s->d_meta, s->h_meta, 4 * CU_MAX_TOK * sizeof(int), cudaMemcpyHostToDevice, s->st));
         CU_RET(err, cudaGraphLaunch(g, s->st));
     } else {
@@ -294,7 +333,9 @@ int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
         while (seq < b->n_seq) {
             if (ti > 0) CU_RET(err, cudaStreamSynchronize(s->st)); /* h_meta is reused */
             int T = 0, nlast = 0, seq_first = -1, maxlen = 1;
+            bool one = true; /* every token of the chunk is the only one of its sequence */
             while (T < CU_MAX_TOK && seq < b->n_seq) {
+                if (T > 0 && h_slot[T - 1] == b->slot[seq]) one = false;
                 h_tok[T] = b->tokens[ti++];
                 h_slot[T] = b->slot[seq];
                 h_pos[T] = b->pos[seq] + off;
@@ -311,8 +352,9 @@ int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
             CU_RET(err, cudaMemcpyAsync(s->d_meta, s->h_meta, 4 * CU_MAX_TOK * sizeof(int), cudaMemcpyHostToDevice,
                                         s->st));
             find_segments(s, T);
-            if ((rc = run_chunk(err, s, T, nlast, seq_first < 0 ? 0 : seq_first, pick_splits(s, T, maxlen))))
-                return rc;
+            const bool fused = one && use_fused(s, T);
+            const int splits = fused ? pick_splits_dec(s, T) : pick_splits(s, T, maxlen);
+            if ((rc = run_chunk(err, s, T, nlast, seq_first < 0 ? 0 : seq_first, splits, fused))) return rc;
         }
         if (head && (rc = run_head(err, s, b->n_seq))) return rc;
     }

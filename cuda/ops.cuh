@@ -37,6 +37,20 @@ int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, con
  * decoding) combined through part (T, heads, splits, hd + 2) floats. out (T, heads*hd) fp16. */
 int cua_attention(char *err, const float *q, int T, int heads, const int *tslot, const int *tpos,
                   const cu_kv *kv, int window, int splits, float *part, half *out, cudaStream_t st);
+/* Most splits per token of cua_attn_decode (its merge holds (m, l) of every split per lane pair). */
+#define CUA_DEC_SMAX 64
+/* The fused decode attention (attn_dec.cu), for chunks where every token is the only token of
+ * its sequence: cua_rope_kv + cua_attention in one kernel. Per token t: q of every head and k
+ * roped from qkv (T, qd + 2 kvd) fp32, k and v written (fp16) into the cache at (tslot[t],
+ * tpos[t]), attention over positions [lo, tpos[t]] (lo from the sliding window, 0 = none) with
+ * the own key taken from qkv, the rest from the cache; out (T, heads*hd) fp16. splits (1..
+ * CUA_DEC_SMAX) cuts each range into pieces merged in-kernel through part (needs T * splits <=
+ * part_rows rows of heads * (hd + 2) floats) and cnt ((T, kv_heads) ints, zero on entry, left
+ * zero). Leaves the qkv rows all zeros, and rows [0, T) of clear (clear_len floats each, a
+ * multiple of 4; NULL: none) too: the split-K matmuls that write them next add into zeros. */
+int cua_attn_decode(char *err, float *qkv, int T, int heads, const float2 *rope, const int *tslot, const int *tpos,
+                    const cu_kv *kv, int window, int splits, float *part, int part_rows, int *cnt, half *out,
+                    float *clear, int clear_len, cudaStream_t st);
 /* Scratch of the tensor-core prefill attention (attn_tc.cu); the backend allocates it once.
  * k, v: (kv_heads, lcap, hd) fp16, a segment's keys gathered from the paged cache; q:
  * (heads, qcap, hd) fp16; sp: sp_bytes for the scores (heads, qb, keys) fp32 then the
@@ -56,6 +70,15 @@ size_t cua_tc_score_bytes(int heads, int rows, int keys);
  * bound to st already. */
 int cua_attention_tc(char *err, cublasHandle_t cb, const float *q, int n, int heads, int slot, int pos0,
                      const cu_kv *kv, int window, const cua_tc *sc, int qb_cap, half *out, cudaStream_t st);
+/* The same contract as cua_attention_tc as one flash-attention kernel (attn_fa.cu): S and P
+ * stay on chip, K/V are read straight from the paged cache, no scratch, no cuBLAS. Built for
+ * head_dim 64 and 128 only (cua_fa_head_dim_ok); any other is AWQ_EUNSUPPORTED and the caller
+ * takes cua_attention_tc. Launches on st. */
+int cua_attention_fa(char *err, const float *q, int n, int heads, int slot, int pos0, const cu_kv *kv, int window,
+                     half *out, cudaStream_t st);
+bool cua_fa_head_dim_ok(int hd);
+/* Dynamic shared memory of one flash-attention block: Q tile + double-buffered K and V tiles. */
+size_t cua_fa_smem_bytes(int hd);
 /* Head sizes the attention kernels are built for. */
 bool cua_head_dim_ok(int hd);
 

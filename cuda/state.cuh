@@ -19,6 +19,9 @@ extern "C" {
 /* Prefill attention on tensor cores (attn_tc.cu) for runs of at least this many queries of one
  * sequence (AWQ_CUDA_ATT_MIN overrides): below, the flash-decoding kernel's few launches win. */
 #define CU_ATT_MIN_DEFAULT 256
+/* Decode steps of at most this many tokens take the fused decode attention (attn_dec.cu):
+ * on the H200 it won at 1-16 streams and lost 4-5 % at 32 and 64 (bench/RESULTS.md). */
+#define CU_ATTN_FUSED_MAX 16
 /* Decode graphs kept (one per batch size and attention split count). */
 #define CU_GRAPHS 16
 
@@ -79,6 +82,9 @@ typedef struct cu_state {
     half *hmid;            /* (MT, I) */
     float *part;           /* attention split partials */
     int part_rows;         /* (tokens x splits) the partials hold */
+    int *attn_cnt;         /* (MT, kv_heads) arrivals per (token, KV head) of cua_attn_decode; 0 between launches */
+    bool attn_fused;       /* one-token-per-sequence chunks take cua_attn_decode (AWQ_CUDA_ATTN_FUSED=0: off) */
+    int attn_splits;       /* AWQ_CUDA_ATTN_SPLITS: cap on its splits per token (tests, A/B); 0 = none */
     half *lastn;           /* (max_seqs, H) */
     float *logits;         /* (max_seqs, V) */
     int *d_am;             /* (max_seqs) */
@@ -94,8 +100,9 @@ typedef struct cu_state {
     cua_tc tc;             /* prefill attention scratch (k, v, q; sp = dense) */
     size_t scratch_bytes;  /* dense + tc.k/v/q: counted in memory()'s weights */
     int dense_min;         /* cuq_dense_min() at create */
-    int att_min;           /* segments of >= att_min queries use cua_attention_tc */
+    int att_min;           /* segments of >= att_min queries use cua_attention_fa (or _tc) */
     int att_qb;            /* AWQ_CUDA_ATT_QB: cap on queries per block (tests); 0 = none */
+    bool att_fa;           /* flash-attention kernel for those segments (AWQ_CUDA_ATTN_FA=0: cuBLAS) */
     cu_seg *segs;          /* (CU_MAX_TOK) the running chunk's segments; nseg 0: none long */
     int nseg;
 } cu_state;

@@ -7,11 +7,50 @@
 #include "gb_kern.h"
 
 #ifdef AWQ_HAVE_CUDA
+#include <stdint.h>
+
+#include "awq_util.h"
 #include "cu.h"
 
 static void fail(const char *what, const char *err) {
     fprintf(stderr, "gpu_bench: %s: %s\n", what, err);
     exit(1);
+}
+
+/* Prefill attention of one layer on shisa-7B's shape (32 heads over 8 KV heads, hd 128), causal
+ * from position 0: the flash kernel (attn_fa.cu) against the cuBLAS path (attn_tc.cu) it
+ * replaces, through cu_attn_probe (device time of one call, median). FLOP counts only the
+ * visible (query, key) pairs: 4 hd heads n (n + 1) / 2. */
+static void gb_attn_prefill(void) {
+    static const int ns[] = {512, 2048};
+    const int heads = 32, kvh = 8, hd = 128;
+    char err[AWQ_ERR_LEN];
+    printf("### Prefill attention, one layer (causal, 32 heads over 8 KV heads, hd 128)\n\n");
+    printf("| queries | flash us | flash TFLOP/s | cuBLAS path us | cuBLAS path TFLOP/s | speedup |\n");
+    printf("| --- | --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+        const int n = ns[i];
+        const size_t nq = (size_t)n * heads * hd, nkv = (size_t)n * kvh * hd;
+        float *q = malloc(nq * sizeof(float)), *out = malloc(nq * sizeof(float));
+        uint16_t *k = malloc(nkv * 2), *v = malloc(nkv * 2);
+        if (!q || !out || !k || !v) fail("attention", "out of memory");
+        unsigned r = 12345u;
+        for (size_t j = 0; j < nq; j++) q[j] = (float)((r = r * 1103515245u + 12345u) >> 8 & 0xffff) / 32768.0f - 1.0f;
+        for (size_t j = 0; j < nkv; j++) {
+            k[j] = awq_f32_to_f16((float)((r = r * 1103515245u + 12345u) >> 8 & 0xffff) / 32768.0f - 1.0f);
+            v[j] = awq_f32_to_f16((float)((r = r * 1103515245u + 12345u) >> 8 & 0xffff) / 32768.0f - 1.0f);
+        }
+        double fa = 0, tc = 0, fl = 4.0 * hd * heads * ((double)n * (n + 1) / 2);
+        if (cu_attn_probe(err, 0, 0, heads, kvh, hd, n, 0, 0, q, k, v, out, 11, &fa)) fail("flash attention", err);
+        if (cu_attn_probe(err, 0, 1, heads, kvh, hd, n, 0, 0, q, k, v, out, 11, &tc)) fail("cuBLAS attention", err);
+        printf("| %d | %.1f | %.0f | %.1f | %.0f | %.2fx |\n", n, fa, fl / fa * 1e-6, tc, fl / tc * 1e-6, tc / fa);
+        fflush(stdout);
+        free(q);
+        free(out);
+        free(k);
+        free(v);
+    }
+    printf("\n");
 }
 
 void gb_kernels(double copy_gbps, int decode_only) {
@@ -73,5 +112,6 @@ void gb_kernels(double copy_gbps, int decode_only) {
         printf("\nlm_head fp16 GEMV through cuBLAS (120128 x 4096): %.1f us, %.0f GB/s (%.2f of copy)\n\n",
                cub, gbps, gbps / copy_gbps);
     }
+    gb_attn_prefill();
 }
 #endif

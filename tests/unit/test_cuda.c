@@ -7,8 +7,12 @@
  * the whole GPU forward against eng_cpu_backend on synthetic in-memory models and on small
  * checkpoints written by awq-mkmodel and loaded from disk (logits within tolerance, greedy ids
  * equal), the large-step paths (dense linears through cuBLAS, prefill attention on tensor
- * cores) forced on by their knobs and at default thresholds, plus slot, KV-pool, batch and
- * option error paths.
+ * cores) forced on by their knobs and at default thresholds, the flash-attention prefill kernel
+ * and its cuBLAS fallback alone (cu_attn_probe: shuffled pages, NaN in unowned rows) against a
+ * double-precision loop and inside the forward, the fused decode attention (every decode step;
+ * tile and split edges, windows, head sizes 16-256, GQA 1-8, with and without graphs, and the
+ * old kernels through AWQ_CUDA_ATTN_FUSED=0), plus slot, KV-pool, batch and option error
+ * paths.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
 #include <math.h>
@@ -467,10 +471,11 @@ static void test_forward(void) {
     synth_free(&c);
 }
 
-/* The large-step paths (dense: dequant + cuBLAS; prefill attention on tensor cores through
- * cuBLAS) forced on small models through the backend's knobs, read at create: every step of
- * >= dense_min tokens (decode graphs too at 1), query runs of >= att_min, att_qb queries per
- * block so long prompts take several blocks (window and GQA masks across block edges). */
+/* The large-step paths (dense: dequant + cuBLAS; prefill attention: the flash kernel for hd 64
+ * and 128, the cuBLAS path for other head sizes) forced on small models through the backend's
+ * knobs, read at create: every step of >= dense_min tokens (decode graphs too at 1), query runs
+ * of >= att_min, att_qb queries per block on the cuBLAS path so long prompts take several
+ * blocks (window and GQA masks across block edges; the flash kernel's blocks are 64). */
 static void fwd_compare_env(const char *id, const char *what, const eng_model *m, int nseq, const int *plen,
                             int steps, bool chunked, const char *dense_min, const char *att_min, const char *att_qb) {
     if (dense_min) setenv("AWQ_CUDA_DENSE_MIN", dense_min, 1);
@@ -488,17 +493,17 @@ static void test_dense_paths(void) {
     synth_make(&b, 512, 1024, 2, 4, 1, 515 * 8, 64, 8, true); /* hd 128, GQA 4, window 8, tied */
     synth_make(&c, 64, 128, 2, 4, 2, 300, 32, 0, false);     /* hd 16, group 32 */
     int p1[1] = {37}, p3[3] = {5, 70, 19}, p2[2] = {30, 3}, p4[2] = {43, 9};
-    fwd_compare_env("cuda-7.1", "dense linears everywhere (decode graphs too), tensor-core attention in blocks of 16",
+    fwd_compare_env("cuda-7.1", "dense linears everywhere (decode graphs too), flash prefill attention from 8 queries",
                     &a.m, 1, p1, 8, false, "1", "8", "16");
-    fwd_compare_env("cuda-7.2", "three sequences: long runs on tensor cores, a short one on the flash kernel", &a.m, 3,
-                    p3, 4, false, "1", "16", "16");
-    fwd_compare_env("cuda-7.3", "a prompt in two calls: the second block sees the cached prefix", &a.m, 2, p3, 3, true,
-                    "1", "8", "16");
-    fwd_compare_env("cuda-7.4", "sliding window 8 and GQA 4 across query blocks of 16, hd 128, group 64", &b.m, 2, p2,
+    fwd_compare_env("cuda-7.2", "three sequences: long runs on the prefill kernel, a short one on flash-decoding", &a.m,
+                    3, p3, 4, false, "1", "16", "16");
+    fwd_compare_env("cuda-7.3", "a prompt in two calls: the second call's queries see the cached prefix", &a.m, 2, p3,
+                    3, true, "1", "8", "16");
+    fwd_compare_env("cuda-7.4", "sliding window 8 and GQA 4 on the flash prefill kernel, hd 128, group 64", &b.m, 2, p2,
                     6, false, "1", "8", "16");
-    fwd_compare_env("cuda-7.5", "head_dim 16, group 32 (padded k) on the dense path", &c.m, 2, p4, 4, false, "1", "8",
-                    "16");
-    /* default thresholds: a long prompt runs dense + tensor-core attention in one pass, one
+    fwd_compare_env("cuda-7.5", "head_dim 16, group 32 (padded k) on the dense path, cuBLAS attention in blocks of 16",
+                    &c.m, 2, p4, 4, false, "1", "8", "16");
+    /* default thresholds: a long prompt runs dense + flash prefill attention in one pass, one
      * over CU_MAX_TOK (2048) splits into two chunks, the second reading the first's keys */
     int pl[1] = {300}, pll[1] = {2100};
     fwd_compare_env("cuda-7.6", "default thresholds: a 300-token prompt", &a.m, 1, pl, 3, false, NULL, NULL, NULL);
@@ -539,6 +544,275 @@ static void test_dense_paths(void) {
     synth_free(&a);
     synth_free(&b);
     synth_free(&c);
+}
+
+/* ------------------------------------------------------------------ prefill attention ---- */
+/* The flash-attention prefill kernel (attn_fa.cu) and the cuBLAS path it replaces, alone
+ * through cu_attn_probe (a paged cache of shuffled blocks, NaN in every row no position owns)
+ * against a plain double-precision loop, then inside the whole forward against the CPU. */
+typedef struct attn_shape {
+    int hd, heads, kv_heads, n, pos0, window;
+} attn_shape;
+
+/* Largest |gpu - ref| over out (n, heads*hd) with ref the causal (window) softmax attention of
+ * q over k, v (pos0 + n, kv_heads, hd) fp16 bits; where it is names query, head, dim and both
+ * values. A non-finite output counts as 1e30. */
+static double attn_ref_err(const attn_shape *sh, const float *q, const uint16_t *k, const uint16_t *v,
+                           const float *out, char *where, size_t where_len) {
+    const int hd = sh->hd, qd = sh->heads * hd, G = sh->heads / sh->kv_heads;
+    const int npos = sh->pos0 + sh->n;
+    double *w = malloc((size_t)npos * sizeof(double)), worst = -1;
+    for (int i = 0; i < sh->n; i++) {
+        const int p = sh->pos0 + i, lo = sh->window > 0 && p - sh->window + 1 > 0 ? p - sh->window + 1 : 0;
+        for (int h = 0; h < sh->heads; h++) {
+            const float *qv = q + (size_t)i * qd + (size_t)h * hd;
+            const int kh = h / G;
+            double mx = -INFINITY, sum = 0;
+            for (int j = lo; j <= p; j++) {
+                double s = 0;
+                const uint16_t *kr = k + ((size_t)j * sh->kv_heads + kh) * hd;
+                for (int d = 0; d < hd; d++) s += qv[d] * (double)awq_f16_to_f32(kr[d]);
+                w[j] = s / sqrt((double)hd);
+                if (w[j] > mx) mx = w[j];
+            }
+            for (int j = lo; j <= p; j++) sum += (w[j] = exp(w[j] - mx));
+            for (int d = 0; d < hd; d++) {
+                double ref = 0;
+                for (int j = lo; j <= p; j++) ref += w[j] * awq_f16_to_f32(v[((size_t)j * sh->kv_heads + kh) * hd + d]);
+                ref /= sum;
+                const float got = out[(size_t)i * qd + (size_t)h * hd + d];
+                const double e = isfinite(got) ? fabs(got - ref) : 1e30;
+                if (e > worst) {
+                    worst = e;
+                    snprintf(where, where_len, "query %d (position %d) head %d dim %d: got %g, want %g", i, p, h, d,
+                             (double)got, ref);
+                }
+            }
+        }
+    }
+    free(w);
+    return worst;
+}
+
+#define ATTN_TOL 4e-3 /* fp16 Q, P and output against double: measured (emulated) <= 7e-4 */
+
+static void attn_probe_case(const char *id, const attn_shape *sh, int kernel) {
+    char what[160], err[AWQ_ERR_LEN], where[160] = "";
+    snprintf(what, sizeof what, "%s prefill attention: hd %d, %d heads over %d KV heads, %d queries at %d, window %d",
+             kernel == 0 ? "flash" : "cuBLAS", sh->hd, sh->heads, sh->kv_heads, sh->n, sh->pos0, sh->window);
+    CASE(id, what);
+    const int qd = sh->heads * sh->hd, npos = sh->pos0 + sh->n;
+    const size_t kvn = (size_t)npos * sh->kv_heads * sh->hd;
+    float *q = malloc((size_t)sh->n * qd * sizeof(float)), *out = malloc((size_t)sh->n * qd * sizeof(float));
+    uint16_t *k = malloc(kvn * 2), *v = malloc(kvn * 2);
+    /* |q| up to 4: scores spread over a few units, so one key too many or too few moves the output */
+    for (size_t i = 0; i < (size_t)sh->n * qd; i++) q[i] = rndf(-4.0f, 4.0f);
+    for (size_t i = 0; i < kvn; i++) {
+        k[i] = awq_f32_to_f16(rndf(-1.0f, 1.0f));
+        v[i] = awq_f32_to_f16(rndf(-1.0f, 1.0f));
+    }
+    int rc = cu_attn_probe(err, 0, kernel, sh->heads, sh->kv_heads, sh->hd, sh->n, sh->pos0, sh->window, q, k, v, out,
+                           0, NULL);
+    CHECK_EQ(rc, 0);
+    if (rc) {
+        fprintf(stderr, "  %s\n", err);
+    } else {
+        double e = attn_ref_err(sh, q, k, v, out, where, sizeof where);
+        if (e > ATTN_TOL) fprintf(stderr, "  max abs err %.3g at %s\n", e, where);
+        CHECK(e <= ATTN_TOL);
+    }
+    free(q);
+    free(out);
+    free(k);
+    free(v);
+}
+
+/* The forward against the CPU with the prefill attention from 8 queries on; fa false:
+ * AWQ_CUDA_ATTN_FA=0 (the cuBLAS path, blocks of 16 queries). */
+static void fwd_compare_fa(const char *id, const char *what, const eng_model *m, int nseq, const int *plen, int steps,
+                           bool chunked, bool fa) {
+    if (!fa) setenv("AWQ_CUDA_ATTN_FA", "0", 1);
+    fwd_compare_env(id, what, m, nseq, plen, steps, chunked, NULL, "8", fa ? NULL : "16");
+    unsetenv("AWQ_CUDA_ATTN_FA");
+}
+
+static void test_attn_prefill(void) {
+    const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    /* query counts off multiples of 64 (partial last block, one block of 1 query), a cached
+     * prefix (pos0 > 0, not page-aligned), windows inside one key tile and wider than one,
+     * GQA 1/2/3/4, hd 64 and 128 */
+    static const attn_shape shapes[] = {
+        {64, 4, 2, 130, 0, 0},   {128, 4, 1, 70, 77, 0},  {64, 3, 3, 129, 5, 8},   {64, 6, 2, 100, 0, 100},
+        {128, 2, 2, 1, 300, 0},  {128, 2, 1, 150, 40, 70}, {128, 8, 2, 65, 0, 0},  {64, 4, 4, 64, 64, 0},
+        {128, 4, 2, 300, 200, 200},
+    };
+    const size_t nshapes = quick ? 3 : sizeof shapes / sizeof shapes[0];
+    char id[32];
+    for (size_t i = 0; i < nshapes; i++) {
+        snprintf(id, sizeof id, "cuda-9.%zu", i + 1);
+        attn_probe_case(id, &shapes[i], 0);
+    }
+    /* the cuBLAS path on the same shapes: the fallback (other head sizes, AWQ_CUDA_ATTN_FA=0) */
+    for (size_t i = 0; i < nshapes; i++) {
+        snprintf(id, sizeof id, "cuda-9.%zu", 20 + i + 1);
+        attn_probe_case(id, &shapes[i], 1);
+    }
+    {
+        static const attn_shape hd32 = {32, 4, 2, 40, 3, 0};
+        attn_probe_case("cuda-9.40", &hd32, 1);
+    }
+
+    CASE("cuda-9.41", "the flash kernel refuses other head sizes and bad shapes, naming them");
+    {
+        char err[AWQ_ERR_LEN];
+        float q[96 * 2] = {0}, out[96 * 2];
+        uint16_t kv[96 * 2] = {0};
+        CHECK_EQ(cu_attn_probe(err, 0, 0, 2, 1, 96, 1, 0, 0, q, kv, kv, out, 0, NULL), AWQ_EUNSUPPORTED);
+        CHECK_CONTAINS(err, "head_dim 96");
+        CHECK_EQ(cu_attn_probe(err, 0, 0, 3, 2, 64, 1, 0, 0, q, kv, kv, out, 0, NULL), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "3 heads over 2 KV heads");
+        CHECK_EQ(cu_attn_probe(err, 0, 2, 2, 1, 64, 1, 0, 0, q, kv, kv, out, 0, NULL), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "kernel 2");
+    }
+
+    synth a, d, b, e, f;
+    memset(&d, 0, sizeof d);
+    memset(&e, 0, sizeof e);
+    memset(&f, 0, sizeof f);
+    synth_make(&a, 256, 512, 2, 4, 2, 1000, 128, 0, false);   /* hd 64, GQA 2 */
+    synth_make(&b, 512, 1024, 2, 4, 1, 515 * 8, 64, 8, true); /* hd 128, GQA 4, window 8, tied */
+    if (!quick) {
+        synth_make(&d, 256, 512, 2, 4, 4, 1000, 128, 0, false);    /* hd 64, GQA 1 */
+        synth_make(&e, 512, 1024, 2, 4, 2, 1000, 128, 100, false); /* hd 128, GQA 2, window 100 */
+        synth_make(&f, 128, 256, 2, 4, 2, 500, 128, 0, false);     /* hd 32: not built, cuBLAS path */
+    }
+    int p3[3] = {37, 130, 70}, p2[2] = {150, 77}, p1[1] = {200}, pw[2] = {130, 20}, pl[1] = {300}, pf[1] = {100};
+    for (int fa = 1; fa >= 0; fa--) {
+        const int base = fa ? 50 : 70;
+        const char *tag = fa ? "flash" : "AWQ_CUDA_ATTN_FA=0";
+        char what[160];
+#define FA_CASE(n, ...)                                        \
+    do {                                                       \
+        snprintf(id, sizeof id, "cuda-9.%d", base + (n));     \
+        snprintf(what, sizeof what, __VA_ARGS__);              \
+    } while (0)
+        FA_CASE(1, "%s: three prompts of 37, 130 and 70 tokens batched, hd 64, GQA 2", tag);
+        fwd_compare_fa(id, what, &a.m, 3, p3, 3, false, fa);
+        FA_CASE(2, "%s: sliding window 8, GQA 4, hd 128, prompts of 130 and 20", tag);
+        fwd_compare_fa(id, what, &b.m, 2, pw, 3, false, fa);
+        if (quick) continue;
+        FA_CASE(3, "%s: prompts of 150 and 77 in two calls each (cached prefix, pos0 > 0)", tag);
+        fwd_compare_fa(id, what, &a.m, 2, p2, 3, true, fa);
+        FA_CASE(4, "%s: GQA 1 (MHA), hd 64, a 200-token prompt", tag);
+        fwd_compare_fa(id, what, &d.m, 1, p1, 3, false, fa);
+        FA_CASE(5, "%s: window 100 (wider than a key tile), hd 128, GQA 2, 300 tokens in two calls", tag);
+        fwd_compare_fa(id, what, &e.m, 1, pl, 3, true, fa);
+        FA_CASE(6, "%s: window 8, hd 128, a prompt in two calls", tag);
+        fwd_compare_fa(id, what, &b.m, 2, pw, 3, true, fa);
+        FA_CASE(7, "%s: head_dim 32 (no flash build: the cuBLAS path either way)", tag);
+        fwd_compare_fa(id, what, &f.m, 1, pf, 3, false, fa);
+#undef FA_CASE
+    }
+    synth_free(&a);
+    synth_free(&b);
+    if (!quick) {
+        synth_free(&d);
+        synth_free(&e);
+        synth_free(&f);
+    }
+}
+
+/* ------------------------------------------------------------------ decode attention ---- */
+/* The fused decode attention (attn_dec.cu: RoPE, KV write, attention and the split merge in one
+ * kernel per layer) inside the whole forward against the CPU (cuda-7.8's decode steps at 2100
+ * keys also reach its most splits, 64). Every decode step of fwd_compare
+ * runs it (graphs, or AWQ_CUDA_NO_GRAPHS=1: the chunked path with one token per sequence);
+ * prompts of more than one token keep the separate kernels. Contexts straddle the key tiles
+ * (128 keys for hd 16/32/64, 64 for hd 96/128, 32 for hd 256) and the splits; a wrong zeroing of
+ * the qkv / gate|up rows or a counter left non-zero shows up as wrong logits on the next step.
+ * Knobs (read at create): fused 0 = AWQ_CUDA_ATTN_FUSED=0 (the old kernels, kept tested);
+ * splits > 0 = AWQ_CUDA_ATTN_SPLITS (cap per token: 1 makes one block stream every tile);
+ * nographs = AWQ_CUDA_NO_GRAPHS=1; dense_min as AWQ_CUDA_DENSE_MIN (NULL: default). */
+static void fwd_compare_dec(const char *id, const char *what, const eng_model *m, int nseq, const int *plen, int steps,
+                            int fused, int splits, bool nographs, const char *dense_min) {
+    char sp[16];
+    if (!fused) setenv("AWQ_CUDA_ATTN_FUSED", "0", 1);
+    if (splits > 0) {
+        snprintf(sp, sizeof sp, "%d", splits);
+        setenv("AWQ_CUDA_ATTN_SPLITS", sp, 1);
+    }
+    if (nographs) setenv("AWQ_CUDA_NO_GRAPHS", "1", 1);
+    fwd_compare_env(id, what, m, nseq, plen, steps, false, dense_min, NULL, NULL);
+    unsetenv("AWQ_CUDA_ATTN_FUSED");
+    unsetenv("AWQ_CUDA_ATTN_SPLITS");
+    unsetenv("AWQ_CUDA_NO_GRAPHS");
+}
+
+static void test_attn_decode(void) {
+    const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    synth a, d, b, w, c, e, f, h;
+    synth_make(&a, 256, 512, 2, 4, 2, 1000, 128, 0, false);  /* hd 64, GQA 2: tile 128 */
+    synth_make(&d, 512, 1024, 2, 4, 2, 1000, 128, 0, false); /* hd 128, GQA 2: tile 64 */
+    /* batched prompts whose decode contexts cross tile edges (16, 64, 128) and leave short
+     * sequences with empty splits next to long ones */
+    int pa[8] = {1, 15, 16, 63, 126, 127, 128, 200}, pd[8] = {1, 15, 16, 17, 62, 63, 64, 65};
+    int pm[2] = {300, 40};
+    fwd_compare_dec("cuda-8.1", "fused decode attention: 8 sequences of 1..200 tokens, hd 64 (tile edges 127-130)",
+                    &a.m, 8, pa, 3, 1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.2", "the same with AWQ_CUDA_ATTN_FUSED=0 (rope_kv + flash-decoding + combine)", &a.m, 8, pa,
+                    3, 0, 0, false, NULL);
+    fwd_compare_dec("cuda-8.3", "at most 2 splits: 300 and 40 keys stream through several hd-128 tiles each, merged",
+                    &d.m, 2, pm, 3, 1, 2, false, NULL);
+    if (quick) { /* compute-sanitizer: the three above */
+        synth_free(&a);
+        synth_free(&d);
+        return;
+    }
+    synth_make(&b, 512, 1024, 2, 4, 1, 515 * 8, 64, 8, true);  /* hd 128, GQA 4, window 8 (inside a tile) */
+    synth_make(&w, 256, 512, 2, 4, 1, 1000, 128, 150, false);  /* hd 64, GQA 4, window 150 (over a tile) */
+    synth_make(&c, 64, 128, 2, 4, 2, 300, 32, 0, false);       /* hd 16, group 32 */
+    synth_make(&e, 256, 512, 2, 8, 1, 1000, 128, 0, false);    /* hd 32, GQA 8 (the most per KV head) */
+    synth_make(&f, 384, 768, 2, 4, 4, 1000, 128, 0, false);    /* hd 96, GQA 1 */
+    synth_make(&h, 512, 1024, 2, 2, 1, 1000, 128, 0, false);   /* hd 256, GQA 2: tile 32 */
+    int p1[3] = {1, 1, 1}, pl[3] = {1000, 17, 64}, pw[3] = {300, 100, 5}, pb[3] = {30, 3, 64};
+    int pc[3] = {1, 16, 33}, pe[2] = {40, 1}, pf[3] = {130, 63, 2}, ph[3] = {100, 31, 1};
+    int pn[3] = {17, 64, 1};
+    fwd_compare_dec("cuda-8.4", "hd 128, 8 sequences of 1..65 tokens (tile edges 63-67)", &d.m, 8, pd, 3, 1, 0, false,
+                    NULL);
+    fwd_compare_dec("cuda-8.5", "one block per (token, KV head) streams up to 4 hd-128 tiles (AWQ_CUDA_ATTN_SPLITS=1)",
+                    &d.m, 8, pa, 3, 1, 1, false, NULL);
+    fwd_compare_dec("cuda-8.6", "three one-token prompts: the prompt step itself is fused (position 0)", &d.m, 3, p1, 3,
+                    1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.7", "1000 keys over the default splits (31 of 32 keys) next to 1- and 2-split sequences",
+                    &d.m, 3, pl, 3, 1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.8", "1000 keys in 3 splits of 5-6 tiles each", &d.m, 3, pl, 2, 1, 3, false, NULL);
+    fwd_compare_dec("cuda-8.9", "sliding window 150 (wider than a 128-key tile), GQA 4", &w.m, 3, pw, 3, 1, 0, false,
+                    NULL);
+    fwd_compare_dec("cuda-8.10", "sliding window 150 in one block (two tiles)", &w.m, 3, pw, 3, 1, 1, false, NULL);
+    fwd_compare_dec("cuda-8.11", "sliding window 8 (inside a tile), GQA 4, hd 128, 20 steps", &b.m, 3, pb, 20, 1, 0,
+                    false, NULL);
+    fwd_compare_dec("cuda-8.12", "hd 16 (tile 128, 2 lanes per key)", &c.m, 3, pc, 4, 1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.13", "hd 16 in one block", &c.m, 3, pc, 4, 1, 1, false, NULL);
+    fwd_compare_dec("cuda-8.14", "hd 32, 8 query heads per KV head", &e.m, 2, pe, 4, 1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.15", "hd 96 (3 chunks per lane, idle P.V threads), GQA 1", &f.m, 3, pf, 3, 1, 0, false,
+                    NULL);
+    fwd_compare_dec("cuda-8.16", "hd 256 (tile 32, 4 tiles in one block)", &h.m, 3, ph, 3, 1, 1, false, NULL);
+    fwd_compare_dec("cuda-8.17", "hd 256 over the default splits", &h.m, 3, ph, 3, 1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.18", "decode without graphs: chunks of one token per sequence take the fused kernel", &a.m,
+                    3, pn, 4, 1, 0, true, NULL);
+    fwd_compare_dec("cuda-8.19", "dense linears (AWQ_CUDA_DENSE_MIN=1): fused attention without the gate|up clear",
+                    &a.m, 3, pn, 4, 1, 0, false, "1");
+    fwd_compare_dec("cuda-8.20", "AWQ_CUDA_ATTN_FUSED=0: hd 128, 1000 keys", &d.m, 3, pl, 2, 0, 0, false, NULL);
+    fwd_compare_dec("cuda-8.21", "AWQ_CUDA_ATTN_FUSED=0: sliding window 150", &w.m, 3, pw, 3, 0, 0, false, NULL);
+    fwd_compare_dec("cuda-8.22", "AWQ_CUDA_ATTN_FUSED=0 without graphs", &a.m, 3, pn, 4, 0, 0, true, NULL);
+    synth_free(&a);
+    synth_free(&d);
+    synth_free(&b);
+    synth_free(&w);
+    synth_free(&c);
+    synth_free(&e);
+    synth_free(&f);
+    synth_free(&h);
 }
 
 /* A checkpoint written by awq-mkmodel and loaded by eng_model_load (the real file path: shards,
@@ -684,11 +958,15 @@ int main(void) {
 
     /* AWQ_TEST_QUICK (compute-sanitizer, time-capped): the newest paths first */
     const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    if (quick) test_attn_decode();
+    if (quick) test_attn_prefill();
     if (quick) test_dense_paths();
     test_shapes();
     test_qmm();
     test_forward();
     if (!quick) test_dense_paths();
+    if (!quick) test_attn_prefill();
+    if (!quick) test_attn_decode();
     test_mkmodel();
     test_backend_errors();
     return h_finish();
