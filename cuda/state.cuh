@@ -19,6 +19,8 @@ extern "C" {
 /* Prefill attention on tensor cores (attn_tc.cu) for runs of at least this many queries of one
  * sequence (AWQ_CUDA_ATT_MIN overrides): below, the flash-decoding kernel's few launches win. */
 #define CU_ATT_MIN_DEFAULT 256
+/* The same on the flash-attention kernel (attn_fa.cu), where it runs. */
+#define CU_ATT_MIN_FA_DEFAULT 64
 /* Decode steps of at most this many tokens take the fused decode attention (attn_dec.cu):
  * on the H200 it won at 1-16 streams and lost 4-5 % at 32 and 64 (bench/RESULTS.md). */
 #define CU_ATTN_FUSED_MAX 16
