@@ -128,12 +128,17 @@ __device__ __forceinline__ void dec_zero_group(float *row, int qd, int kvd, int 
  * kvd) fp32: read, then the group's parts zeroed; part (ns > 1): (T, kv_heads, splits, G*hd) o
  * then (T, kv_heads, splits, G, 2) (m, l); cnt (T, kv_heads) zeros on entry and exit; out (T,
  * qd) fp16; clear: rows [0, T) of clear_len floats zeroed (NULL: none). */
-template <int HD>
+/* GM: query heads per KV head the registers and loops are built for (4 or 8, >= G): the loops
+ * over heads are unrolled, so a build for 8 carries twice the code of one for 4, and ncu put
+ * the kernel's stalls on instruction fetch (a cold kernel run once per layer). */
+template <int HD, int GM>
 static __global__ void __launch_bounds__(DEC_THREADS)
 kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict__ rope, const int *__restrict__ tslot,
                    const int *__restrict__ tpos, cu_kv kv, int window, int splits, float *__restrict__ part,
                    int *__restrict__ cnt, half *__restrict__ out, float *__restrict__ clear, int clear_len) {
     using C = dec_cfg<HD>;
+    static_assert(GM <= DEC_GMAX, "heads per KV head");
+    constexpr int GW = GM > 4 ? 2 : 1; /* softmax steps per warp: heads warp, warp + 4 */
     extern __shared__ __align__(16) unsigned char dec_smem[]; /* [2 stages][K, V][TK][HD] fp16 */
     __shared__ __align__(16) float q_sm[DEC_GMAX * HD];      /* roped, scaled q (layout: dec_qi) */
     __shared__ float sc_sm[DEC_GMAX * C::TK];                /* the tile's scores, then probabilities */
@@ -200,9 +205,9 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
 
     /* ---- 2. the tiles ---- */
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}; /* heads warp and warp + 4 */
-    float acc[DEC_GMAX][2];
+    float acc[GM][2];
 #pragma unroll
-    for (int g = 0; g < DEC_GMAX; g++) acc[g][0] = acc[g][1] = 0.0f;
+    for (int g = 0; g < GM; g++) acc[g][0] = acc[g][1] = 0.0f;
     const int kp = tid % C::LPK, ks = tid / C::LPK; /* scores: lane in key, key in round */
     const int kg = tid / C::NP, dp = tid % C::NP;   /* P.V: key group, dim pair */
     for (int it = 0; it < ntiles; it++) {
@@ -210,12 +215,12 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
         const half *Ks = tiles + (it & 1) * 2 * C::TILE, *Vs = Ks + C::TILE;
         cu_cp_wait<1>(); /* groups committed: it + 2; tile it is group it */
         __syncthreads(); /* A: every thread's copies of tile it landed; prologue's q / k / v visible */
-#pragma unroll
+#pragma unroll 1 /* rounds rolled up: less code for a cold kernel (see GM) */
         for (int r = 0; r < C::ROUNDS; r++) {
             const int kk = r * C::KPR + ks;
-            float s[DEC_GMAX];
+            float s[GM];
 #pragma unroll
-            for (int g = 0; g < DEC_GMAX; g++) s[g] = 0.0f;
+            for (int g = 0; g < GM; g++) s[g] = 0.0f;
             if (kk < nk) {
                 const half *kr = jt + kk == pos ? kn_sm : Ks + kk * HD;
 #pragma unroll
@@ -226,7 +231,7 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
                     const float2 f0 = __half22float2(h2[0]), f1 = __half22float2(h2[1]);
                     const float2 f2 = __half22float2(h2[2]), f3 = __half22float2(h2[3]);
 #pragma unroll
-                    for (int g = 0; g < DEC_GMAX; g++) {
+                    for (int g = 0; g < GM; g++) {
                         if (g >= G) break;
                         const float4 qa = *reinterpret_cast<const float4 *>(q_sm + g * HD + ci * 4);
                         const float4 qb = *reinterpret_cast<const float4 *>(q_sm + g * HD + HD / 2 + ci * 4);
@@ -236,7 +241,7 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
                 }
             }
 #pragma unroll
-            for (int g = 0; g < DEC_GMAX; g++) {
+            for (int g = 0; g < GM; g++) {
                 if (g >= G) break; /* G is block-uniform: every lane takes the shuffles */
                 float v = s[g];
 #pragma unroll
@@ -246,7 +251,7 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
         }
         __syncthreads(); /* B: the tile's scores */
 #pragma unroll
-        for (int gi = 0; gi < 2; gi++) {
+        for (int gi = 0; gi < GW; gi++) {
             const int g = warp + 4 * gi;
             if (g >= G) break;
             float v[C::TK / 32], mt = -INFINITY;
@@ -273,7 +278,7 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
         __syncthreads(); /* C: probabilities and corrections */
         if (kg < C::NKG) {
 #pragma unroll
-            for (int g = 0; g < DEC_GMAX; g++) {
+            for (int g = 0; g < GM; g++) {
                 if (g >= G) break;
                 const float c = corr_sm[g];
                 acc[g][0] *= c;
@@ -285,7 +290,7 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
                 const half *vr = jt + k == pos ? vn_sm : Vs + k * HD;
                 const float2 v = __half22float2(reinterpret_cast<const half2 *>(vr)[dp]);
 #pragma unroll
-                for (int g = 0; g < DEC_GMAX; g++) {
+                for (int g = 0; g < GM; g++) {
                     if (g >= G) break;
                     const float pk = sc_sm[g * C::TK + k];
                     acc[g][0] += pk * v.x;
@@ -305,14 +310,14 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     float *red = reinterpret_cast<float *>(dec_smem); /* (NKG, DEC_GMAX, HD) */
     if (kg < C::NKG) {
 #pragma unroll
-        for (int g = 0; g < DEC_GMAX; g++) {
+        for (int g = 0; g < GM; g++) {
             if (g >= G) break;
             *reinterpret_cast<float2 *>(red + (kg * DEC_GMAX + g) * HD + 2 * dp) = make_float2(acc[g][0], acc[g][1]);
         }
     }
     if (lane == 0)
 #pragma unroll
-        for (int gi = 0; gi < 2; gi++) {
+        for (int gi = 0; gi < GW; gi++) {
             const int g = warp + 4 * gi;
             if (g < G) {
                 m_sm[g] = m_r[gi];
@@ -381,7 +386,7 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     }
     __syncthreads();
 #pragma unroll
-    for (int gi = 0; gi < 2; gi++) {
+    for (int gi = 0; gi < GW; gi++) {
         const int g = warp + 4 * gi;
         if (g >= G) break;
         const float a0 = lane < ns ? mm[g * DEC_SMAX + lane] : -INFINITY;
@@ -414,13 +419,13 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     if (tid == 0) cnt[tk] = 0;               /* for the next launch (graphs replay it) */
 }
 
-template <int HD>
+template <int HD, int GM>
 static int dec_launch(char *err, dim3 grid, float *qkv, int heads, const float2 *rope, const int *tslot,
                       const int *tpos, const cu_kv *kv, int window, int splits, float *part, int *cnt, half *out,
                       float *clear, int clear_len, cudaStream_t st) {
     const size_t smem = dec_cfg<HD>::SMEM; /* up to 64 KB: above the 48 KB default */
-    CU_RET(err, cudaFuncSetAttribute(kernel_attn_decode<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    kernel_attn_decode<HD><<<grid, DEC_THREADS, smem, st>>>(qkv, heads, rope, tslot, tpos, *kv, window, splits, part,
+    CU_RET(err, cudaFuncSetAttribute(kernel_attn_decode<HD, GM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kernel_attn_decode<HD, GM><<<grid, DEC_THREADS, smem, st>>>(qkv, heads, rope, tslot, tpos, *kv, window, splits, part,
                                                             cnt, out, clear, clear_len);
     CU_LAUNCHED(err);
     return 0;
@@ -441,8 +446,11 @@ int cua_attn_decode(char *err, float *qkv, int T, int heads, const float2 *rope,
     dim3 grid((unsigned)T, (unsigned)kv->kv_heads, (unsigned)splits);
 #define DEC_CASE(hd)                                                                                                 \
     case hd:                                                                                                         \
-        return dec_launch<hd>(err, grid, qkv, heads, rope, tslot, tpos, kv, window, splits, part, cnt, out, clear,   \
-                              clear_len, st)
+        return heads / kv->kv_heads <= 4                                                                            \
+                   ? dec_launch<hd, 4>(err, grid, qkv, heads, rope, tslot, tpos, kv, window, splits, part, cnt, out,   \
+                                       clear, clear_len, st)                                                          \
+                   : dec_launch<hd, 8>(err, grid, qkv, heads, rope, tslot, tpos, kv, window, splits, part, cnt, out,   \
+                                       clear, clear_len, st)
     switch (kv->head_dim) {
         DEC_CASE(16);
         DEC_CASE(32);
