@@ -94,18 +94,6 @@ static void checkpoint(bool force) {
 
 bool awqd_svc_is_service(void) { return status_handle != NULL; }
 
-/* UTF-8 to a malloc'd UTF-16 string (NULL when invalid or out of memory). */
-static wchar_t *wide(const char *s) {
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0) return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
 /* A Win32 error's text, without the trailing newline. */
 static const char *win_msg(DWORD e, char *buf, size_t cap) {
     DWORD n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, e, 0, buf, (DWORD)cap, NULL);
@@ -274,9 +262,9 @@ int awqd_svc_install(char *err, const char *name, const char *config) {
         /* the service starts in System32: a relative --config would point there */
         if ((rc = plat_realpath(err, config, cfgabs))) return rc;
         if (strchr(cfgabs, '"')) return awq_seterr(err, AWQ_EINVAL, "--config %s: a path with '\"' cannot be quoted", cfgabs);
-        if (!(wcfg = wide(cfgabs))) return awq_seterr(err, AWQ_EINVAL, "--config: the path is not valid UTF-8");
+        if (!(wcfg = plat_utf8_to_w(cfgabs))) return awq_seterr(err, AWQ_EINVAL, "--config: the path is not valid UTF-8");
     }
-    if (!(wname = wide(name))) {
+    if (!(wname = plat_utf8_to_w(name))) {
         rc = awq_seterr(err, AWQ_EINVAL, "service name is not valid UTF-8");
         goto out;
     }
@@ -326,7 +314,7 @@ int awqd_svc_uninstall(char *err, const char *name) {
     wchar_t *wname = NULL;
     int rc = 0;
     if (!name) name = AWQD_SVC_NAME;
-    if (!(wname = wide(name))) return awq_seterr(err, AWQ_EINVAL, "service name is not valid UTF-8");
+    if (!(wname = plat_utf8_to_w(name))) return awq_seterr(err, AWQ_EINVAL, "service name is not valid UTF-8");
     if ((rc = open_scm(err, SC_MANAGER_CONNECT, &scm))) goto out;
     svc = OpenServiceW(scm, wname, SERVICE_STOP | SERVICE_QUERY_STATUS | DELETE);
     if (!svc) {

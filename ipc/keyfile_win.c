@@ -10,6 +10,7 @@
 #endif
 #define WIN32_LEAN_AND_MEAN
 #include "keyfile.h"
+#include "plat.h"
 
 #include <windows.h>
 #include <aclapi.h>
@@ -23,17 +24,6 @@ static const char *win_msg(DWORD e, char *buf, size_t n) {
     if (k == 0) snprintf(buf, n, "Windows error %lu", (unsigned long)e);
     while (k > 0 && (buf[k - 1] == '\n' || buf[k - 1] == '\r' || buf[k - 1] == ' ' || buf[k - 1] == '.')) buf[--k] = 0;
     return buf;
-}
-
-static wchar_t *to_w(const char *s) {
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0) return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
-        free(w);
-        return NULL;
-    }
-    return w;
 }
 
 /* This process's user SID into buf (SECURITY_MAX_SID_SIZE bytes). */
@@ -107,7 +97,7 @@ out:
 
 int ipc_keyfile_read_private(char *err, const char *path, char *buf, size_t cap, size_t *len_p) {
     *len_p = 0;
-    wchar_t *w = to_w(path);
+    wchar_t *w = plat_utf8_to_w(path);
     if (!w) return awq_seterr(err, AWQ_EINVAL, "key file %s: not valid UTF-8", path);
     char m[160];
     DWORD a = GetFileAttributesW(w);
@@ -155,7 +145,7 @@ int ipc_keyfile_create(char *err, const char *path, const void *text, size_t len
             return awq_seterr(err, AWQ_EIO, "%s: cannot build an owner-only DACL", path);
         sa.lpSecurityDescriptor = sd;
     }
-    wchar_t *w = to_w(path);
+    wchar_t *w = plat_utf8_to_w(path);
     if (!w) {
         LocalFree(sd);
         return awq_seterr(err, AWQ_EINVAL, "%s: not valid UTF-8", path);

@@ -82,17 +82,6 @@ static bool is_closed(DWORD e) {
            e == ERROR_NETNAME_DELETED || e == ERROR_OPERATION_ABORTED;
 }
 
-static wchar_t *to_w(const char *s) {
-    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
-    if (n <= 0) return NULL;
-    wchar_t *w = malloc((size_t)n * sizeof *w);
-    if (w && MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) != n) {
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
 /* "\\.\pipe\NAME" or a bare NAME -> the full pipe name in out (IPC_PATH_MAX). */
 static int pipe_name(char *err, const char *path, char *out) {
     const char *name = path;
@@ -369,7 +358,7 @@ int ipc_connect(char *err, const char *path, ipc_sock **out) {
     char full[IPC_PATH_MAX];
     int rc = pipe_name(err, path, full);
     if (rc) return rc;
-    wchar_t *w = to_w(full);
+    wchar_t *w = plat_utf8_to_w(full);
     if (!w) return awq_seterr(err, AWQ_EINVAL, "pipe name %s: not valid UTF-8", full);
     uint64_t end = plat_now_ns() + (uint64_t)CONNECT_WAIT_MS * 1000000u;
     HANDLE h;
@@ -503,7 +492,7 @@ int ipc_listen(char *err, const ipc_listen_opts *o, ipc_listener **out) {
         }
     }
     if ((rc = pipe_name(err, o->path, l->path))) goto fail;
-    if (!(l->wname = to_w(l->path))) {
+    if (!(l->wname = plat_utf8_to_w(l->path))) {
         rc = awq_seterr(err, AWQ_EINVAL, "pipe name %s: not valid UTF-8", l->path);
         goto fail;
     }
@@ -513,7 +502,7 @@ int ipc_listen(char *err, const ipc_listen_opts *o, ipc_listener **out) {
     snprintf(mname, sizeof mname, "Local\\awqd-%s", l->path + PIPE_PREFIX_LEN);
     for (char *p = mname + 6; *p; p++)
         if (*p == '\\') *p = '_';
-    wchar_t *wm = to_w(mname);
+    wchar_t *wm = plat_utf8_to_w(mname);
     if (!wm) {
         rc = awq_seterr(err, AWQ_ENOMEM, "out of memory");
         goto fail;

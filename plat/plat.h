@@ -30,6 +30,12 @@ typedef struct plat_cond { pthread_cond_t c; } plat_cond;
 
 #define PLAT_PATH_MAX 4096
 
+#ifdef _WIN32
+/* UTF-8 -> a malloc'ed UTF-16 string for the wide Win32 calls; NULL for invalid UTF-8 (strict:
+ * MB_ERR_INVALID_CHARS) or no memory. The caller frees it. */
+wchar_t *plat_utf8_to_w(const char *s);
+#endif
+
 /* ---- files ---- */
 /* A read-only mapping of a whole file. len 0 files map to data == NULL. */
 typedef struct plat_map {

@@ -58,8 +58,7 @@ static int fail_last(char *err, const char *path, const char *what) {
     return awq_seterr(err, code_of(e), "%s: %s%s", path, what, win_msg(e, m, sizeof m));
 }
 
-/* UTF-8 -> UTF-16, malloc'ed; NULL for invalid UTF-8 or no memory. */
-static wchar_t *to_w(const char *s) {
+wchar_t *plat_utf8_to_w(const char *s) {
     int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
     if (n <= 0) return NULL;
     wchar_t *w = malloc((size_t)n * sizeof *w);
@@ -86,7 +85,7 @@ int plat_map_file(char *err, const char *path, plat_map *m) {
     m->data = NULL;
     m->len = 0;
     m->os = NULL;
-    wchar_t *w = to_w(path);
+    wchar_t *w = plat_utf8_to_w(path);
     if (!w) return bad_path(err, path);
     /* FILE_SHARE_DELETE: a model file may be replaced on disk while mapped, as on POSIX */
     HANDLE f = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
@@ -141,7 +140,7 @@ void plat_unmap(plat_map *m) {
 int plat_read_file(char *err, const char *path, size_t max_len, char **data_p, size_t *len_p) {
     *data_p = NULL;
     *len_p = 0;
-    wchar_t *w = to_w(path);
+    wchar_t *w = plat_utf8_to_w(path);
     if (!w) return bad_path(err, path);
     HANDLE f = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
                            OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
@@ -194,7 +193,7 @@ int plat_write_file_atomic(char *err, const char *path, const void *data, size_t
     char tmp[PLAT_PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%lu", path, (unsigned long)GetCurrentProcessId()) >= (int)sizeof tmp)
         return awq_seterr(err, AWQ_ETOOBIG, "%s: path too long", path);
-    wchar_t *wt = to_w(tmp), *wp = to_w(path);
+    wchar_t *wt = plat_utf8_to_w(tmp), *wp = plat_utf8_to_w(path);
     if (!wt || !wp) {
         free(wt);
         free(wp);
@@ -250,7 +249,7 @@ static const wchar_t *strip_verbatim(wchar_t *w) {
 }
 
 int plat_realpath(char *err, const char *path, char *out) {
-    wchar_t *w = to_w(path);
+    wchar_t *w = plat_utf8_to_w(path);
     if (!w) return bad_path(err, path);
     /* open it (directories need BACKUP_SEMANTICS) so links and junctions resolve like realpath */
     HANDLE h = CreateFileW(w, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, OPEN_EXISTING,
@@ -279,7 +278,7 @@ int plat_realpath(char *err, const char *path, char *out) {
 }
 
 static DWORD attrs(const char *path) {
-    wchar_t *w = to_w(path);
+    wchar_t *w = plat_utf8_to_w(path);
     if (!w) return INVALID_FILE_ATTRIBUTES;
     DWORD a = GetFileAttributesW(w);
     free(w);
@@ -304,7 +303,7 @@ int plat_path_join(char *out, const char *dir, const char *name) {
 }
 
 static int mkdir_one(char *err, const char *p) {
-    wchar_t *w = to_w(p);
+    wchar_t *w = plat_utf8_to_w(p);
     if (!w) return bad_path(err, p);
     BOOL ok = CreateDirectoryW(w, NULL);
     DWORD e = GetLastError();
