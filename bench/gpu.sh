@@ -81,7 +81,7 @@ if [ "$what" = all ] || [ "$what" = test ]; then
     grep -E "FAIL|worst|passed|SKIP|device 0|rel err" "$out/test.log" | head -60
     summary+="| unit.cuda | rc $rc: $(grep -E 'passed, ' "$out/test.log" | tail -1) |"$'\n'
 fi
-# instruction mix of the decode GEMV kernels (group 128): 16-byte loads, no local memory
+# instruction mix of the decode GEMV kernels (group 128, m <= 8): streamed and registers
 sass() {
     obj=$(find $bd -name "$1.cu.o" | head -1)
     cuobjdump -sass "$obj" | awk -v k="$2" '$0 ~ "Function : .*"k {f=1;next} /Function : /{f=0} f' \
@@ -89,8 +89,8 @@ sass() {
         | awk -v k="$2" 'BEGIN {printf "%s: ", k} {printf "%s %s; ", $2, $1} END {print ""}'
 }
 if [ "$what" = sass ] || [ "$what" = profile ]; then
+    sass gemv_stream kernel_qmm_gemv_streamILi4ELi4ELb0ELi2ELi1E
     sass gemv kernel_qmm_gemv_ldgILi4ELi8ELi2E
-    sass qmm kernel_qmm_gemvILi4ELi2
 fi
 if [ "$what" = all ] || [ "$what" = model ]; then
     ensure_model
@@ -118,25 +118,28 @@ if { [ "$what" = all ] || [ "$what" = test ]; } && [ "${AWQ_SANITIZE_GPU:-1}" = 
     summary+="| memcheck unit.cuda | rc $rc: $(grep -E 'ERROR SUMMARY' /tmp/memcheck.log | tail -1); $(grep -c '^========= Invalid' /tmp/memcheck.log) invalid accesses, $(grep -cE '^-- cuda-' /tmp/memcheck.log) cases reached |"$'\n'
 fi
 if [ "$what" = profile ]; then
-    # the limiting kernels under Nsight Compute: the skinny matmul on gate_up at m=1, and every
+    # the limiting kernels under Nsight Compute: the decode GEMV (streamed, sm_90) on gate_up at m=1, and every
     # kernel of one batch-1 decode step (graphs off so each launch is visible)
     ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
-        -k regex:kernel_qmm_gemv_ldg -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
+        -k regex:kernel_qmm_gemv_stream -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
     grep -vE "^==PROF==|^\s*$|----" "$out/profile.txt" | grep -E "Duration|DRAM Throughput|Compute .SM|Achieved Occupancy|Theoretical Occ|Warp Cycles Per Issued|stalled" | awk '$NF+0 > 0.05 || !/stalled/' | head -40
     ensure_model
-    AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv --launch-skip 740 --launch-count 230 \
+    AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv \
         $bin/gpu_bench --model "$md" --profile-decode >/tmp/ncu_decode.csv 2>>"$out/err.log"
     python3 - /tmp/ncu_decode.csv <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 hdr = rows[0]; rows = rows[1:]
 ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+# the last decode step: the launches after the second-to-last argmax (prefill, then two steps)
+am = [i for i, r in enumerate(rows) if "argmax" in r[ki]]
+if len(am) >= 2: rows = rows[am[-2] + 1:am[-1] + 1]
 tot = collections.defaultdict(float); cnt = collections.Counter()
 for r in rows:
     # ncu names the unit nsecond/usecond or ns/us/ms depending on its version
     v = float(r[vi].replace(",", "")); v *= {"nsecond": 1e-3, "ns": 1e-3, "msecond": 1e3, "ms": 1e3}.get(r[ui], 1.0)
     k = r[ki].split("(")[0][:60]; tot[k] += v; cnt[k] += 1
-print("| kernel (decode, ncu, 240 launches) | launches | total us |")
+print("| kernel (one decode step, ncu clocks) | launches | total us |")
 print("| --- | --- | --- |")
 for k, v in sorted(tot.items(), key=lambda kv: -kv[1]): print(f"| {k} | {cnt[k]} | {v:.1f} |")
 PY

@@ -9,7 +9,6 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,19 +56,6 @@ int awqd_svc_notify(char *err, const char *state) {
     if (n < 0) return awq_seterr(err, AWQ_EIO, "notify %s: %s", path, strerror(e));
     if ((size_t)n != len) return awq_seterr(err, AWQ_EIO, "notify %s: short send", path);
     return 1;
-}
-
-int awqd_svc_status(char *err, const char *fmt, ...) {
-    char msg[512];
-    int head = snprintf(msg, sizeof msg, "STATUS=");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg + head, sizeof msg - (size_t)head, fmt, ap);
-    va_end(ap);
-    /* one status line: a newline would start another assignment in the protocol */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n') *p = ' ';
-    return awqd_svc_notify(err, msg);
 }
 
 /* ------------------------------------------------------------------ sd_listen_fds ---- */

@@ -15,7 +15,6 @@
 
 #include <windows.h>
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,18 +119,6 @@ int awqd_svc_notify(char *err, const char *state) {
         if (*p) p++;
     }
     return 1;
-}
-
-int awqd_svc_status(char *err, const char *fmt, ...) {
-    char msg[512];
-    int head = snprintf(msg, sizeof msg, "STATUS=");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg + head, sizeof msg - (size_t)head, fmt, ap);
-    va_end(ap);
-    for (char *p = msg; *p; p++)
-        if (*p == '\n') *p = ' ';
-    return awqd_svc_notify(err, msg);
 }
 
 /* ------------------------------------------------------------------ no activation, no lock ---- */
