@@ -3,11 +3,12 @@
 # CUDA unit tests (and again under compute-sanitizer memcheck), then the benchmarks; the tables
 # come last on stdout, full logs go to $OUT (or build-gpu/out).
 #
-#   bench/gpu.sh [all|test|kernels|model|sass|profile|ab]    (default all)
+#   bench/gpu.sh [all|test|kernels|model|sass|profile|breakdown|ab]    (default all)
+# breakdown: ncu kernel times of one decode step at 1 and 64 streams and of a 2048-token prefill
 # ab: one env switch A/B in one short call: AWQ_AB=VAR=VALUE (e.g. AWQ_CUDA_GEMV_ZFOLD=1); the
 # checkpoint is written in the background while the decode kernel rows run without and with the
 # switch, then unit.cuda with it set, then the decode model rows (gpu_bench --decode-only) both ways.
-# env: AWQ_AB_TEST_S (ab: unit.cuda time limit with the switch; 0 = skip it), AWQ_GPU_ARCH (default 90), AWQ_MEMCHECK_S (memcheck time limit, default 300), AWQ_MODEL_AB=1
+# env: AWQ_AB_TEST_S (ab: unit.cuda time limit with the switch; 0 = skip it), AWQ_GPU_ARCH (default 90a), AWQ_MEMCHECK_S (memcheck time limit, default 300), AWQ_MODEL_AB=1
 # (the model table again with AWQ_CUDA_NO_PDL=1), AWQ_MODEL_OLD=1 (again without the dense path and
 # the tensor-core attention: the baseline), AWQ_PREBUILT=DIR (carried binaries, see below), AWQ_MODEL_DIR (default /tmp/shisa7b; written by awq-mkmodel
 # --preset shisa7b when absent), AWQ_SANITIZE_GPU=0 skips memcheck.
@@ -17,7 +18,7 @@ what=${1:-all}
 out=${OUT:-$PWD/build-gpu/out}
 mkdir -p "$out"
 [ -f .gpu-deps/env.sh ] && source .gpu-deps/env.sh
-arch=${AWQ_GPU_ARCH:-90}
+arch=${AWQ_GPU_ARCH:-90a}
 bd=build-gpu
 t0=$(date +%s)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -49,6 +50,33 @@ ensure_model() {
             >>"$out/build.log" 2>&1 || { tail -5 "$out/build.log"; exit 1; }
         echo "awq-mkmodel shisa7b: $(( $(date +%s) - t1 )) s"
     fi
+}
+
+# step_table TITLE GPU_BENCH_ARGS...: every kernel of one forward pass (the launches between the
+# last two argmaxes; graphs off so each launch is visible) under ncu, summed per kernel name
+step_table() {
+    local title=$1
+    shift
+    ensure_model
+    AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv --clock-control none --cache-control none \
+        $bin/gpu_bench --model "$md" "$@" >/tmp/ncu_step.csv 2>>"$out/err.log"
+    python3 - /tmp/ncu_step.csv "$title" <<'PY' | tee -a "$out/breakdown.md"
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+hdr = rows[0]; rows = rows[1:]
+ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
+am = [i for i, r in enumerate(rows) if "argmax" in r[ki]]
+if len(am) >= 2: rows = rows[am[-2] + 1:am[-1] + 1]
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows:
+    # ncu names the unit nsecond/usecond or ns/us/ms depending on its version
+    v = float(r[vi].replace(",", "")); v *= {"nsecond": 1e-3, "ns": 1e-3, "msecond": 1e3, "ms": 1e3}.get(r[ui], 1.0)
+    k = r[ki].split("(")[0][:60]; tot[k] += v; cnt[k] += 1
+print(f"\n| kernel ({sys.argv[2]}, ncu, real clocks) | launches | total us |")
+print("| --- | --- | --- |")
+for k, v in sorted(tot.items(), key=lambda kv: -kv[1]): print(f"| {k} | {cnt[k]} | {v:.1f} |")
+print(f"| all | {sum(cnt.values())} | {sum(tot.values()):.1f} |")
+PY
 }
 
 summary=""
@@ -123,26 +151,12 @@ if [ "$what" = profile ]; then
     ncu --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
         -k regex:kernel_qmm_gemv_stream -c 1 --metrics regex:smsp__average_warps_issue_stalled_.*_per_issue_active.ratio $bin/gpu_bench --qmm 4096 28672 1 3 >"$out/profile.txt" 2>&1
     grep -vE "^==PROF==|^\s*$|----" "$out/profile.txt" | grep -E "Duration|DRAM Throughput|Compute .SM|Achieved Occupancy|Theoretical Occ|Warp Cycles Per Issued|stalled" | awk '$NF+0 > 0.05 || !/stalled/' | head -40
-    ensure_model
-    AWQ_CUDA_NO_GRAPHS=1 ncu --metrics gpu__time_duration.sum --csv \
-        $bin/gpu_bench --model "$md" --profile-decode >/tmp/ncu_decode.csv 2>>"$out/err.log"
-    python3 - /tmp/ncu_decode.csv <<'PY'
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-hdr = rows[0]; rows = rows[1:]
-ki = hdr.index("Kernel Name"); vi = hdr.index("Metric Value"); ui = hdr.index("Metric Unit")
-# the last decode step: the launches after the second-to-last argmax (prefill, then two steps)
-am = [i for i, r in enumerate(rows) if "argmax" in r[ki]]
-if len(am) >= 2: rows = rows[am[-2] + 1:am[-1] + 1]
-tot = collections.defaultdict(float); cnt = collections.Counter()
-for r in rows:
-    # ncu names the unit nsecond/usecond or ns/us/ms depending on its version
-    v = float(r[vi].replace(",", "")); v *= {"nsecond": 1e-3, "ns": 1e-3, "msecond": 1e3, "ms": 1e3}.get(r[ui], 1.0)
-    k = r[ki].split("(")[0][:60]; tot[k] += v; cnt[k] += 1
-print("| kernel (one decode step, ncu clocks) | launches | total us |")
-print("| --- | --- | --- |")
-for k, v in sorted(tot.items(), key=lambda kv: -kv[1]): print(f"| {k} | {cnt[k]} | {v:.1f} |")
-PY
+    step_table "one batch-1 decode step" --profile-decode 1
+fi
+if [ "$what" = breakdown ]; then # where the time of a whole step goes, at real clocks, caches not flushed
+    step_table "one decode step of 1 stream" --profile-decode 1
+    step_table "one decode step of 64 streams" --profile-decode 64
+    step_table "prefill of 2048 tokens" --profile-prefill 2048
 fi
 echo
 echo "total: $(( $(date +%s) - t0 )) s"

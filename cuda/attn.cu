@@ -12,13 +12,115 @@
  */
 #include <math.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "helpers.cuh"
 #include "ops.cuh"
+
+extern "C" {
+#include "awq_util.h"
+#include "cu.h"
+}
 
 #define ATTN_WARPS 4  /* keys in flight per block; 4 keeps the merge cheap */
 #define ATTN_GMAX 8   /* query heads per KV head handled in registers */
 
 /* ------------------------------------------------------------------ rope + kv write ---- */
+/* Vector path (hd a multiple of 8, every head size the backend builds): a flat grid of
+ * (units, tokens) where a unit is 8 floats of a qkv row and one thread owns one unit:
+ *   q / k unit: 4 consecutive rotation pairs of one head, (d .. d+3) and (d+hh .. d+hh+3):
+ *               two float4 loads of the halves, two of the {cos, sin} table, then
+ *               a' = a cos - b sin, b' = b cos + a sin (as eng_cpu_rope); q out as two float4
+ *               stores, k into the cache as two 8-byte fp16 stores;
+ *   v unit:     8 consecutive values, two float4 loads, one 16-byte fp16 store into the cache.
+ * Every load of a thread is issued before its first store (the 64 bytes in flight per thread
+ * are what reaches the copy bandwidth at 2048 tokens), the read units are zeroed (the contract
+ * below), and the only division is unit -> head (qph = hd/8 units per head for both kinds).
+ * Row layout: nq = qd/8 q units, nk = kvd/8 k units, nk v units. The old kernel (a loop of
+ * scalar pairs per token over 8 blocks, 0.5 TB/s at 2048 tokens) remains as the path for hd
+ * not a multiple of 8, which cua_head_dim_ok never admits; cu_rope_probe tests both.
+ * Blocks with blockIdx.x >= rope_blocks zero rows of `clear` instead (the gate|up rows the
+ * decode GEMV adds into): folded into this launch, one kernel less per layer at decode. */
+#define ROPE_THREADS 128 /* one unit per thread: shisa-7B's 768 units per token make 6 blocks,
+                          * so even one token spreads over 6 SMs */
+#define ROPE_CLEAR_V4 4  /* float4 zero stores per thread of a clear block (64 bytes) */
+
+/* Element offset of row (blk, head h, row off) of layer kv.layer in a K or V pool. */
+__device__ __forceinline__ size_t rope_kv_row(const cu_kv &kv, int blk, int h, int off) {
+    return ((((size_t)kv.layer * kv.nblocks + blk) * kv.kv_heads + h) * CU_KV_BS + off) * (size_t)kv.head_dim;
+}
+
+/* grid (rope_blocks + clear_blocks, T), ROPE_THREADS threads. */
+static __global__ void __launch_bounds__(ROPE_THREADS)
+kernel_rope_kv_v(float *__restrict__ qkv, int heads, const float2 *__restrict__ rope, const int *__restrict__ tslot,
+                 const int *__restrict__ tpos, cu_kv kv, float *__restrict__ q, int rope_blocks,
+                 float *__restrict__ clear, int clear_len) {
+    const int t = blockIdx.y;
+    const float4 z4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if ((int)blockIdx.x >= rope_blocks) {
+        float4 *row = reinterpret_cast<float4 *>(clear + (size_t)t * clear_len);
+        const int n4 = clear_len >> 2;
+        const int i0 = ((int)blockIdx.x - rope_blocks) * (ROPE_THREADS * ROPE_CLEAR_V4) + (int)threadIdx.x;
+#pragma unroll
+        for (int k = 0; k < ROPE_CLEAR_V4; k++)
+            if (i0 + k * ROPE_THREADS < n4) row[i0 + k * ROPE_THREADS] = z4;
+        return;
+    }
+    const int hd = kv.head_dim, hh = hd >> 1, qph = hd >> 3;
+    const int qd = heads * hd, kvd = kv.kv_heads * hd, nq = qd >> 3, nk = kvd >> 3;
+    const int u = (int)blockIdx.x * ROPE_THREADS + (int)threadIdx.x;
+    if (u >= nq + 2 * nk) return;
+    const int pos = tpos[t], slot = tslot[t]; /* one address per block: broadcast loads */
+    float *src = qkv + (size_t)t * (qd + 2 * kvd);
+    if (u >= nq + nk) { /* v: 8 values -> fp16 cache row */
+        const int j = u - nq - nk, h = j / qph, d = (j - h * qph) << 3;
+        float4 *p = reinterpret_cast<float4 *>(src + qd + kvd + ((size_t)j << 3));
+        const float4 a = p[0], b = p[1];
+        const int blk = kv.bt[(size_t)slot * kv.maxb + pos / CU_KV_BS];
+        p[0] = z4; /* consumed: leave zeros for split-K */
+        p[1] = z4;
+        uint4 o;
+        o.x = cu_h2u(__floats2half2_rn(a.x, a.y));
+        o.y = cu_h2u(__floats2half2_rn(a.z, a.w));
+        o.z = cu_h2u(__floats2half2_rn(b.x, b.y));
+        o.w = cu_h2u(__floats2half2_rn(b.z, b.w));
+        *reinterpret_cast<uint4 *>(kv.v + rope_kv_row(kv, blk, h, pos % CU_KV_BS) + d) = o;
+        return;
+    }
+    const bool isq = u < nq;
+    const int j = isq ? u : u - nq, h = j / qph, d = (j - h * qph) << 2;
+    float *base = src + (isq ? 0 : qd) + h * hd + d;
+    float4 *pa = reinterpret_cast<float4 *>(base), *pb = reinterpret_cast<float4 *>(base + hh);
+    /* {cos, sin} of pairs d .. d+3: 32 bytes, 32-byte aligned (hh and d multiples of 4) */
+    const float4 *c4 = reinterpret_cast<const float4 *>(rope + (size_t)pos * hh + d);
+    const float4 a = *pa, b = *pb, c01 = c4[0], c23 = c4[1];
+    const int blk = isq ? 0 : kv.bt[(size_t)slot * kv.maxb + pos / CU_KV_BS];
+    *pa = z4; /* consumed: leave zeros for split-K */
+    *pb = z4;
+    float4 ra, rb;
+    ra.x = a.x * c01.x - b.x * c01.y;
+    rb.x = b.x * c01.x + a.x * c01.y;
+    ra.y = a.y * c01.z - b.y * c01.w;
+    rb.y = b.y * c01.z + a.y * c01.w;
+    ra.z = a.z * c23.x - b.z * c23.y;
+    rb.z = b.z * c23.x + a.z * c23.y;
+    ra.w = a.w * c23.z - b.w * c23.w;
+    rb.w = b.w * c23.z + a.w * c23.w;
+    if (isq) {
+        float *qo = q + (size_t)t * qd + h * hd + d;
+        *reinterpret_cast<float4 *>(qo) = ra;
+        *reinterpret_cast<float4 *>(qo + hh) = rb;
+    } else {
+        half *kr = kv.k + rope_kv_row(kv, blk, h, pos % CU_KV_BS);
+        *reinterpret_cast<uint2 *>(kr + d) =
+            make_uint2(cu_h2u(__floats2half2_rn(ra.x, ra.y)), cu_h2u(__floats2half2_rn(ra.z, ra.w)));
+        *reinterpret_cast<uint2 *>(kr + d + hh) =
+            make_uint2(cu_h2u(__floats2half2_rn(rb.x, rb.y)), cu_h2u(__floats2half2_rn(rb.z, rb.w)));
+    }
+}
+
+/* The scalar path (any even hd): grid (T, 8), a block-stride loop over the pairs. */
 static __global__ void kernel_rope_kv(float *__restrict__ qkv, int heads, const float2 *__restrict__ rope,
                                       const int *__restrict__ tslot, const int *__restrict__ tpos, cu_kv kv,
                                       float *__restrict__ q) {
@@ -43,19 +145,20 @@ static __global__ void kernel_rope_kv(float *__restrict__ qkv, int heads, const 
         float a = src[qd + h * hd + d], b = src[qd + h * hd + d + half_hd];
         src[qd + h * hd + d] = src[qd + h * hd + d + half_hd] = 0.0f;
         float2 c = cs[d];
-        half *kr = kv.k + ((((size_t)kv.layer * kv.nblocks + blk) * kv.kv_heads + h) * CU_KV_BS + off) * hd;
+        half *kr = kv.k + rope_kv_row(kv, blk, h, off);
         kr[d] = __float2half(a * c.x - b * c.y);
         kr[d + half_hd] = __float2half(b * c.x + a * c.y);
     }
     for (int i = i0 + threadIdx.x; i < kvd; i += di) {
         int h = i / hd, d = i - h * hd;
-        half *vr = kv.v + ((((size_t)kv.layer * kv.nblocks + blk) * kv.kv_heads + h) * CU_KV_BS + off) * hd;
+        half *vr = kv.v + rope_kv_row(kv, blk, h, off);
         vr[d] = __float2half(src[qd + kvd + i]);
         src[qd + kvd + i] = 0.0f;
     }
 }
 
-/* rows [0, T) of clear (clear_len floats each, a multiple of 4) = 0, float4 stores. */
+/* rows [0, T) of clear (clear_len floats each, a multiple of 4) = 0, float4 stores (with the
+ * scalar RoPE path; the vector path folds this into its own grid). */
 static __global__ void kernel_clear_rows(float *__restrict__ clear, int clear_len) {
     float4 *row = reinterpret_cast<float4 *>(clear + (size_t)blockIdx.x * clear_len);
     for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < clear_len / 4; i += gridDim.y * blockDim.x)
@@ -65,11 +168,24 @@ static __global__ void kernel_clear_rows(float *__restrict__ clear, int clear_le
 int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, const int *tslot,
                 const int *tpos, const cu_kv *kv, float *q, float *clear, int clear_len, cudaStream_t st) {
     if (T <= 0) return 0;
+    if (clear && (clear_len <= 0 || clear_len % 4))
+        return awq_seterr(err, AWQ_EINTERNAL, "cua_rope_kv: clear_len %d (a positive multiple of 4)", clear_len);
+    if (T > 65535) return awq_seterr(err, AWQ_EINTERNAL, "cua_rope_kv: %d tokens in one launch (at most 65535)", T);
+    const int hd = kv->head_dim;
+    if (hd % 8 == 0) {
+        /* units per row (qd + 2 kvd) / 8; clear blocks cover ROPE_THREADS * ROPE_CLEAR_V4 float4 each */
+        const int units = (heads + 2 * kv->kv_heads) * (hd / 8);
+        const int rb = (units + ROPE_THREADS - 1) / ROPE_THREADS;
+        const int cb = clear ? (clear_len / 4 + ROPE_THREADS * ROPE_CLEAR_V4 - 1) / (ROPE_THREADS * ROPE_CLEAR_V4) : 0;
+        kernel_rope_kv_v<<<dim3((unsigned)(rb + cb), (unsigned)T), ROPE_THREADS, 0, st>>>(qkv, heads, rope, tslot, tpos,
+                                                                                           *kv, q, rb, clear, clear_len);
+        CU_LAUNCHED(err);
+        return 0;
+    }
     /* 8 blocks per token: at batch 1 one block was a serial chain of loads (~10 us per layer) */
     kernel_rope_kv<<<dim3((unsigned)T, 8), 256, 0, st>>>(qkv, heads, rope, tslot, tpos, *kv, q);
     CU_LAUNCHED(err);
     if (clear) {
-        if (clear_len % 4) return awq_seterr(err, AWQ_EINTERNAL, "cua_rope_kv: clear_len %d", clear_len);
         kernel_clear_rows<<<dim3((unsigned)T, 16), 256, 0, st>>>(clear, clear_len);
         CU_LAUNCHED(err);
     }
@@ -282,4 +398,138 @@ int cua_attention(char *err, const float *q, int T, int heads, const int *tslot,
         CU_LAUNCHED(err);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ probe ---- */
+/* cu_rope_probe (cu.h): cua_rope_kv alone on a paged cache of shuffled blocks (layer 1 of 2)
+ * whose every row starts as fp16 NaN, so a write to the wrong row shows twice: a token's own
+ * row keeps NaN, and another row changes (*stray). */
+extern "C" int cu_rope_probe(char *err, int dev, int heads, int kv_heads, int hd, float theta, int T, const int *slot,
+                             const int *pos, const float *qkv, int clear_len, float *q, uint16_t *k, uint16_t *v,
+                             float *qkv_after, float *clear_after, long long *stray, int reps, double *us) {
+    if (heads <= 0 || kv_heads <= 0 || hd <= 0 || hd % 2 || hd > 1024 || T <= 0 || T > 65535 || clear_len < 0 ||
+        clear_len % 4 || (clear_len > 0 && !clear_after))
+        return awq_seterr(err, AWQ_EINVAL, "cu_rope_probe: %d heads, %d KV heads, head_dim %d, %d tokens, clear_len %d",
+                          heads, kv_heads, hd, T, clear_len);
+    int nseq = 0, maxpos = 0;
+    for (int t = 0; t < T; t++) {
+        if (slot[t] < 0 || slot[t] >= 64 || pos[t] < 0 || pos[t] >= (1 << 20))
+            return awq_seterr(err, AWQ_EINVAL, "cu_rope_probe: token %d at slot %d position %d (slots 0..63, "
+                              "positions 0..2^20-1)", t, slot[t], pos[t]);
+        nseq = std::max(nseq, slot[t] + 1);
+        maxpos = std::max(maxpos, pos[t]);
+    }
+    CU_RET(err, cudaSetDevice(dev));
+    const int qd = heads * hd, kvd = kv_heads * hd, W = qd + 2 * kvd, hh = hd / 2, L = 2, layer = 1;
+    const int maxb = maxpos / CU_KV_BS + 1, nblocks = nseq * maxb + 3;
+    const size_t prow = (size_t)L * nblocks * kv_heads * CU_KV_BS, pool = prow * hd; /* rows, halves */
+    std::vector<int> perm(nblocks), bt((size_t)nseq * maxb);
+    for (int i = 0; i < nblocks; i++) perm[i] = i;
+    uint32_t r = 2463534242u;
+    for (int i = nblocks - 1; i > 0; i--) { /* Fisher-Yates with xorshift */
+        r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+        std::swap(perm[i], perm[r % (uint32_t)(i + 1)]);
+    }
+    for (size_t i = 0; i < bt.size(); i++) bt[i] = perm[i];
+    /* each token's cache rows (per KV head), and no (slot, position) twice */
+    std::vector<char> own(prow, 0), seen((size_t)nseq * maxb * CU_KV_BS, 0);
+    std::vector<size_t> trow((size_t)T * kv_heads);
+    for (int t = 0; t < T; t++) {
+        char &sn = seen[((size_t)slot[t] * maxb) * CU_KV_BS + pos[t]];
+        if (sn) return awq_seterr(err, AWQ_EINVAL, "cu_rope_probe: token %d repeats slot %d position %d", t, slot[t], pos[t]);
+        sn = 1;
+        const int blk = bt[(size_t)slot[t] * maxb + pos[t] / CU_KV_BS];
+        for (int h = 0; h < kv_heads; h++) {
+            const size_t row = (((size_t)layer * nblocks + blk) * kv_heads + h) * CU_KV_BS + pos[t] % CU_KV_BS;
+            trow[(size_t)t * kv_heads + h] = row;
+            own[row] = 1;
+        }
+    }
+    /* the backend's table (backend.cu): host powf/cosf/sinf */
+    std::vector<float2> rt((size_t)(maxpos + 1) * hh);
+    for (int i = 0; i < hh; i++) {
+        float inv = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+        for (int p = 0; p <= maxpos; p++) {
+            float a = (float)p * inv;
+            rt[(size_t)p * hh + i] = make_float2(cosf(a), sinf(a));
+        }
+    }
+    std::vector<uint16_t> hk(pool, 0x7e00), hv(pool, 0x7e00); /* 0x7e00: fp16 NaN */
+    half *dk = NULL, *dv = NULL;
+    float *dqkv = NULL, *dq = NULL, *dclear = NULL;
+    float2 *drope = NULL;
+    int *dslot = NULL, *dpos = NULL, *dbt = NULL;
+    cudaStream_t st = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    const size_t nclear = (size_t)(T + 1) * clear_len;
+    int rc = 0;
+    CU_GOTO(err, rc, done, cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    CU_GOTO(err, rc, done, cudaMalloc(&dk, pool * 2));
+    CU_GOTO(err, rc, done, cudaMalloc(&dv, pool * 2));
+    CU_GOTO(err, rc, done, cudaMalloc(&dqkv, (size_t)T * W * 4));
+    CU_GOTO(err, rc, done, cudaMalloc(&dq, (size_t)T * qd * 4));
+    CU_GOTO(err, rc, done, cudaMalloc(&drope, rt.size() * sizeof(float2)));
+    CU_GOTO(err, rc, done, cudaMalloc(&dslot, (size_t)T * 4));
+    CU_GOTO(err, rc, done, cudaMalloc(&dpos, (size_t)T * 4));
+    CU_GOTO(err, rc, done, cudaMalloc(&dbt, bt.size() * 4));
+    if (clear_len > 0) CU_GOTO(err, rc, done, cudaMalloc(&dclear, nclear * 4));
+    CU_GOTO(err, rc, done, cudaMemcpy(dk, hk.data(), pool * 2, cudaMemcpyHostToDevice));
+    CU_GOTO(err, rc, done, cudaMemcpy(dv, hv.data(), pool * 2, cudaMemcpyHostToDevice));
+    CU_GOTO(err, rc, done, cudaMemcpy(dqkv, qkv, (size_t)T * W * 4, cudaMemcpyHostToDevice));
+    CU_GOTO(err, rc, done, cudaMemset(dq, 0xff, (size_t)T * qd * 4)); /* NaN: q never written shows */
+    CU_GOTO(err, rc, done, cudaMemcpy(drope, rt.data(), rt.size() * sizeof(float2), cudaMemcpyHostToDevice));
+    CU_GOTO(err, rc, done, cudaMemcpy(dslot, slot, (size_t)T * 4, cudaMemcpyHostToDevice));
+    CU_GOTO(err, rc, done, cudaMemcpy(dpos, pos, (size_t)T * 4, cudaMemcpyHostToDevice));
+    CU_GOTO(err, rc, done, cudaMemcpy(dbt, bt.data(), bt.size() * 4, cudaMemcpyHostToDevice));
+    if (clear_len > 0) CU_GOTO(err, rc, done, cudaMemset(dclear, 0xff, nclear * 4));
+    {
+        const cu_kv kv = {dk, dv, dbt, maxb, nblocks, kv_heads, hd, layer};
+        if ((rc = cua_rope_kv(err, dqkv, T, heads, drope, dslot, dpos, &kv, dq, dclear, clear_len, st))) goto done;
+        CU_GOTO(err, rc, done, cudaStreamSynchronize(st));
+        CU_GOTO(err, rc, done, cudaMemcpy(q, dq, (size_t)T * qd * 4, cudaMemcpyDeviceToHost));
+        CU_GOTO(err, rc, done, cudaMemcpy(qkv_after, dqkv, (size_t)T * W * 4, cudaMemcpyDeviceToHost));
+        CU_GOTO(err, rc, done, cudaMemcpy(hk.data(), dk, pool * 2, cudaMemcpyDeviceToHost));
+        CU_GOTO(err, rc, done, cudaMemcpy(hv.data(), dv, pool * 2, cudaMemcpyDeviceToHost));
+        if (clear_len > 0) CU_GOTO(err, rc, done, cudaMemcpy(clear_after, dclear, nclear * 4, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < trow.size(); i++) {
+            std::copy(hk.begin() + trow[i] * hd, hk.begin() + (trow[i] + 1) * hd, k + i * hd);
+            std::copy(hv.begin() + trow[i] * hd, hv.begin() + (trow[i] + 1) * hd, v + i * hd);
+        }
+        long long n = 0;
+        for (size_t row = 0; row < prow; row++)
+            if (!own[row])
+                for (int d = 0; d < hd; d++) n += (hk[row * hd + d] != 0x7e00) + (hv[row * hd + d] != 0x7e00);
+        *stray = n;
+        if (reps > 0) { /* the rows are zeros now: the same traffic, timed */
+            std::vector<double> ms;
+            CU_GOTO(err, rc, done, cudaEventCreate(&e0));
+            CU_GOTO(err, rc, done, cudaEventCreate(&e1));
+            for (int i = -1; i < reps; i++) { /* i = -1: warm-up */
+                float ts = 0;
+                CU_GOTO(err, rc, done, cudaEventRecord(e0, st));
+                if ((rc = cua_rope_kv(err, dqkv, T, heads, drope, dslot, dpos, &kv, dq, dclear, clear_len, st)))
+                    goto done;
+                CU_GOTO(err, rc, done, cudaEventRecord(e1, st));
+                CU_GOTO(err, rc, done, cudaEventSynchronize(e1));
+                CU_GOTO(err, rc, done, cudaEventElapsedTime(&ts, e0, e1));
+                if (i >= 0) ms.push_back((double)ts * 1e3);
+            }
+            std::sort(ms.begin(), ms.end());
+            if (us) *us = ms[ms.size() / 2];
+        }
+    }
+done:
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    if (st) cudaStreamSynchronize(st), cudaStreamDestroy(st);
+    cudaFree(dk);
+    cudaFree(dv);
+    cudaFree(dqkv);
+    cudaFree(dq);
+    cudaFree(dclear);
+    cudaFree(drope);
+    cudaFree(dslot);
+    cudaFree(dpos);
+    cudaFree(dbt);
+    return rc;
 }

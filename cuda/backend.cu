@@ -335,6 +335,8 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
         s->att_qb = env_int("AWQ_CUDA_ATT_QB", 0);
         s->attn_fused = env_int("AWQ_CUDA_ATTN_FUSED", 1) != 0;
         s->attn_splits = env_int("AWQ_CUDA_ATTN_SPLITS", 0);
+        s->rms_pre = env_int("AWQ_CUDA_RMS_PRE", CU_RMS_PRE_DEFAULT);
+        s->swiglu_pre = env_int("AWQ_CUDA_SWIGLU_PRE", CU_SWIGLU_PRE_DEFAULT);
     }
 
     /* ---- KV pool ---- */

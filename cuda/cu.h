@@ -24,6 +24,11 @@ extern "C" {
 /* Number of usable CUDA devices; 0 when there is no driver, no device or any error. */
 int cu_device_count(void);
 
+/* Which decode GEMV build the current device runs: 0 the registers GEMV (before sm_90), 1 the
+ * streamed one (sm_90), 2 the streamed one with the wgmma step of its batched passes (sm_90a
+ * code in this build). For test logs and benchmark tables. */
+int cu_gemv_build(void);
+
 /* Name and memory (free/total bytes) of device dev. name: name_len bytes; any out may be NULL. */
 AWQ_NODISCARD int cu_device_info(char *err, int dev, char *name, size_t name_len, size_t *free_b,
                                  size_t *total_b);
@@ -96,6 +101,21 @@ AWQ_NODISCARD int cu_bench_cublas(char *err, int dev, int m, int n, int k, int r
 AWQ_NODISCARD int cu_attn_probe(char *err, int dev, int kernel, int heads, int kv_heads, int hd, int n, int pos0,
                                 int window, const float *q, const uint16_t *k, const uint16_t *v, float *out,
                                 int reps, double *us) AWQ_NONNULL(10, 11, 12, 13);
+/* RoPE + the KV-cache write of T tokens (cua_rope_kv, attn.cu) alone, for tests and bench.
+ * Token t is (slot[t], pos[t]): distinct pairs, slots 0..63, positions 0..2^20-1, in a paged
+ * cache of shuffled blocks (layer 1 of 2) whose rows all start as fp16 NaN. qkv (T, (heads +
+ * 2 kv_heads) * hd) fp32 in; the RoPE table is built from theta as the backend builds it.
+ * Out: q (T, heads*hd) fp32 roped; k, v (T, kv_heads*hd) fp16 bits read back from each
+ * token's cache rows; qkv_after (T, (heads + 2 kv_heads) * hd) the qkv rows after the call
+ * (the contract: all zeros); *stray the cache halves that changed outside the tokens' rows.
+ * clear_len > 0 (a multiple of 4): a (T + 1, clear_len) fp32 buffer of NaN whose rows [0, T)
+ * the call zeroes, read back into clear_after (row T must stay NaN; NULL when clear_len is 0).
+ * reps > 0: *us (may be NULL) = median device time of one more call over reps (the rows are
+ * zeros by then: the same traffic). All arrays borrowed. */
+AWQ_NODISCARD int cu_rope_probe(char *err, int dev, int heads, int kv_heads, int hd, float theta, int T,
+                                const int *slot, const int *pos, const float *qkv, int clear_len, float *q,
+                                uint16_t *k, uint16_t *v, float *qkv_after, float *clear_after, long long *stray,
+                                int reps, double *us) AWQ_NONNULL(8, 9, 10, 12, 13, 14, 15, 17);
 
 #ifdef __cplusplus
 }

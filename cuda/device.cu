@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "helpers.cuh"
+#include "internal.cuh"
 
 extern "C" {
 #include "cu.h"
@@ -16,6 +17,8 @@ int cu_device_count(void) {
     }
     return n;
 }
+
+int cu_gemv_build(void) { return cuq_gemv_stream_ok() ? (cuq_gemv_wgmma_ok() ? 2 : 1) : 0; }
 
 int cu_device_info(char *err, int dev, char *name, size_t name_len, size_t *free_b, size_t *total_b) {
     int prev = 0;

@@ -94,8 +94,10 @@ __device__ __forceinline__ uint4 cuq_load8(const cuq_in &in, int r, int k, float
  * K. RMSNORM first takes 1/rms of each row over all of K (float4 loads by every thread, eight
  * rows per round trip; rss: NW x 8 floats and rinv: M floats of shared memory). NT = NW * 32
  * threads, all of which call this; ends with a barrier, so xs (and anything written before) is
- * visible to the block. */
-template <int NW>
+ * visible to the block. CN > 0: the wgmma operand layout instead (K-major, no swizzle: for each
+ * k8 chunk c, CN rows of 16 bytes, i.e. half (n, k) at ((k / 8) * CN + n) * 8 + k % 8; lds
+ * unused), rows M..CN-1 zero. */
+template <int NW, int CN = 0>
 __device__ __forceinline__ void cuq_stage_x(const cuq_in &in, int M, int K, half *xs, int lds, int k0, int k1,
                                             float (*rss)[8], float *rinv) {
     constexpr int NT = NW * 32;
@@ -130,17 +132,21 @@ __device__ __forceinline__ void cuq_stage_x(const cuq_in &in, int M, int K, half
     const int cpr = (k1 - k0) >> 3; /* 16-byte chunks per row */
     /* chunk c = r * cpr + j, stepped without dividing */
     int r = threadIdx.x / cpr, j = threadIdx.x - r * cpr;
-    while (r < M) {
+    while (r < (CN > 0 ? CN : M)) {
         const int kc = j << 3;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (k0 + kc < K) v = cuq_load8(in, r, k0 + kc, in.mode == CUQ_IN_RMSNORM ? rinv[r] : 0.0f);
-        *reinterpret_cast<uint4 *>(xs + r * lds + kc) = v;
+        if (r < M && k0 + kc < K) v = cuq_load8(in, r, k0 + kc, in.mode == CUQ_IN_RMSNORM ? rinv[r] : 0.0f);
+        *reinterpret_cast<uint4 *>(xs + (CN > 0 ? (j * CN + r) * 8 : r * lds + kc)) = v;
         j += NT;
         while (j >= cpr) {
             j -= cpr;
             r++;
         }
     }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    /* the wgmma reads these through the async proxy: order the generic stores before it */
+    if (CN > 0) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
     __syncthreads();
 }
 

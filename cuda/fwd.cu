@@ -13,7 +13,8 @@
  * dequantize each AWQ linear into fp16 scratch and run cuBLAS (dense.cu), with separate norm
  * and SwiGLU kernels and the residual add as beta = 1; smaller chunks (decode, small batches)
  * use the gemv/skinny kernels with the RMSNorms and the SwiGLU fused into their input loads
- * (no xn/h buffers, no memsets: see cua_rope_kv). The tiled mma.sync kernel remains for chunks
+ * (no memsets: see cua_rope_kv; from AWQ_CUDA_RMS_PRE / AWQ_CUDA_SWIGLU_PRE tokens the row
+ * kernels run first into xn / hmid instead: norm_in). The tiled mma.sync kernel remains for chunks
  * above CU_QMM_SKINNY_MAX when the dense path is switched off (AWQ_CUDA_DENSE_MIN).
  * Attention: runs of at least s->att_min consecutive positions of one sequence (prompts) go
  * through the flash-attention kernel (attn_fa.cu; the cuBLAS path of attn_tc.cu for other head
@@ -97,6 +98,30 @@ static int attn_step(char *err, cu_state *s, int T, int splits, bool fused, cons
  * (CU_ATTN_FUSED_MAX: measured faster to 16 streams, slower at 32 and 64). */
 static bool use_fused(const cu_state *s, int T) { return s->attn_fused && T <= CU_ATTN_FUSED_MAX; }
 
+/* The input of a decode GEMV that reads the residual through an RMSNorm (qkv: attn_norm,
+ * gate|up: ffn_norm). T >= s->rms_pre (AWQ_CUDA_RMS_PRE, default CU_RMS_PRE_DEFAULT; 0 =
+ * never): one cuo_rmsnorm of the T rows into s->xn (fp16, unused on this path otherwise), then
+ * fp16 input; every block of the persistent streamed GEMV would otherwise recompute 1/rms of
+ * all T rows over all of K (cuq_stage_x: at T = 64 about 1 MB of L2 reads per block, ~130 MB
+ * per launch, twice per layer). The norm kernel triggers the GEMV's programmatic launch at
+ * its start, so the weight stream still overlaps it. Below the threshold the RMSNorm stays
+ * fused into the GEMV's x load. Fills *in. */
+static int norm_in(char *err, cu_state *s, int T, const half *norm, cuq_in *in) {
+    memset(in, 0, sizeof *in);
+    if (s->rms_pre > 0 && T >= s->rms_pre) {
+        in->mode = CUQ_IN_F16;
+        in->x = s->xn;
+        in->ldx = s->H;
+        return cuo_rmsnorm(err, s->x, NULL, T, s->H, norm, s->eps, s->xn, s->st);
+    }
+    in->mode = CUQ_IN_RMSNORM;
+    in->xf = s->x;
+    in->ldxf = s->H;
+    in->norm = norm;
+    in->eps = s->eps;
+    return 0;
+}
+
 /* One chunk of T tokens through every layer. fused: attn_step's (splits from pick_splits_dec). */
 static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, int splits, bool fused) {
     const int *tok = s->d_meta + meta_off(META_TOK), *lastrows = s->d_meta + meta_off(META_LAST);
@@ -109,32 +134,36 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
         const cu_layer *d = &s->layers[li];
         cu_kv kv = {s->kpool, s->vpool, s->d_bt, s->maxb, s->nblocks, s->kv_heads, s->hd, li};
         if (T <= CU_QMM_SKINNY_MAX && !dense) {
-            /* decode: the norms and SwiGLU are fused into the matmuls' input loads, and the
-             * split-K outputs start from the zeros attn_step leaves (no memsets) */
+            /* decode: the norms and SwiGLU are fused into the matmuls' input loads (from
+             * rms_pre / swiglu_pre tokens a row kernel first: norm_in), and the split-K
+             * outputs start from the zeros attn_step leaves (no memsets) */
             /* the streamed GEMV (sm_90) takes up to 64 rows per pass (its batched build); else
              * the registers GEMV to 8 rows and the skinny kernel above */
             const int dk = T <= 8 || cuq_gemv_stream_ok() ? CU_QMM_GEMV : CU_QMM_SKINNY;
             cuq_in in;
-            memset(&in, 0, sizeof in);
-            in.mode = CUQ_IN_RMSNORM;
-            in.xf = s->x;
-            in.ldxf = s->H;
-            in.norm = d->attn_norm;
-            in.eps = s->eps;
-            if ((rc = cuq_matmul_ex(err, &d->qkv, &in, T, s->qkv, qkvd, CUQ_OUT_STORE_ZEROED, dk,
+            if ((rc = norm_in(err, s, T, d->attn_norm, &in)) ||
+                (rc = cuq_matmul_ex(err, &d->qkv, &in, T, s->qkv, qkvd, CUQ_OUT_STORE_ZEROED, dk,
                                     s->st)) ||
                 (rc = attn_step(err, s, T, splits, fused, &kv, true)) ||
-                (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, dk, s->st)))
-                return rc;
-            in.norm = d->ffn_norm;
-            if ((rc = cuq_matmul_ex(err, &d->gu, &in, T, s->gu, 2 * s->I, CUQ_OUT_STORE_ZEROED, dk,
+                (rc = cuq_matmul(err, &d->o, s->att, s->qd, T, s->x, s->H, true, dk, s->st)) ||
+                (rc = norm_in(err, s, T, d->ffn_norm, &in)) ||
+                (rc = cuq_matmul_ex(err, &d->gu, &in, T, s->gu, 2 * s->I, CUQ_OUT_STORE_ZEROED, dk,
                                     s->st)))
                 return rc;
-            in.mode = CUQ_IN_SWIGLU;
-            in.xf = s->gu;
-            in.ldxf = 2 * s->I;
-            in.up_off = s->I;
-            in.norm = NULL;
+            memset(&in, 0, sizeof in);
+            if (s->swiglu_pre > 0 && T >= s->swiglu_pre) {
+                /* silu(g) * u once into hmid (fp16) rather than in every GEMV block of a k
+                 * slab (CU_SWIGLU_PRE_DEFAULT); kernel_swiglu_v triggers the PDL launch */
+                if ((rc = cuo_swiglu(err, s->gu, T, s->I, s->hmid, s->st))) return rc;
+                in.mode = CUQ_IN_F16;
+                in.x = s->hmid;
+                in.ldx = s->I;
+            } else {
+                in.mode = CUQ_IN_SWIGLU;
+                in.xf = s->gu;
+                in.ldxf = 2 * s->I;
+                in.up_off = s->I;
+            }
             if ((rc = cuq_matmul_ex(err, &d->down, &in, T, s->x, s->H, CUQ_OUT_ADD, dk, s->st)))
                 return rc;
             continue;

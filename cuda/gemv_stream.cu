@@ -70,6 +70,79 @@ __device__ __forceinline__ void gs_bar_wait(uint64_t *bar, uint32_t phase) {
 }
 #endif
 
+/* ------------------------------------------------------------------ wgmma (sm_90a) ---- */
+/* The batched build's tensor-core step as a warpgroup MMA: the four warps of a warpgroup take
+ * four tile pairs of one k slab, and each k16 step is ONE wgmma m64nNk16 whose A is the four
+ * warps' dequantized fragments (registers, the mma.m16n8k16 A layout per warp) and whose B is
+ * x^T straight from shared memory (N = 8 MT batch rows). The mma.sync build reloads x through
+ * ldmatrix for every pair (4 KB of shared reads per 16 mma: shared bandwidth and the tensor
+ * pipe were the two limits, ~165 TFLOP/s at 64 rows); here the tensor cores read x once per
+ * warpgroup. Only in code built for sm_90a (arch-specific features); gs_wg_ok() asks the
+ * device code which build it runs. */
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GS_WGMMA 1
+__device__ __forceinline__ void gs_wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void gs_wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+/* at most N committed groups of this warpgroup still running */
+template <int N> __device__ __forceinline__ void gs_wg_wait(void) {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* A registers a running wgmma reads: the compiler sees their last use here, after the wait
+ * that covers that wgmma, so it cannot hand them to other values earlier */
+__device__ __forceinline__ void gs_wg_keep(const uint32_t *a) {
+    asm volatile("" ::"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]) : "memory");
+}
+/* Shared-memory matrix descriptor of a K-major, unswizzled operand laid out as cuq_stage_x's
+ * CN > 0 layout: core matrices (8 rows x 16 bytes) 128 bytes apart along N (stride byte
+ * offset) and N * 16 bytes apart along K (leading byte offset). */
+__device__ __forceinline__ uint64_t gs_wg_desc(const half *p, int n) {
+    const uint64_t a = (uint32_t)__cvta_generic_to_shared(p);
+    return ((a & 0x3FFFFu) >> 4) | ((uint64_t)((n * 16) >> 4) << 16) | ((uint64_t)(128 >> 4) << 32);
+}
+/* d (n8 chunk j of the 8 MT columns at d[4j..4j+3], the mma.m16n8 C layout) += A * B */
+template <int MT> __device__ __forceinline__ void gs_wgmma(float *d, const uint32_t *a, uint64_t desc);
+template <> __device__ __forceinline__ void gs_wgmma<2>(float *d, const uint32_t *a, uint64_t desc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+}
+template <> __device__ __forceinline__ void gs_wgmma<4>(float *d, const uint32_t *a, uint64_t desc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15},"
+                 " {%16,%17,%18,%19}, %20, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+}
+template <> __device__ __forceinline__ void gs_wgmma<8>(float *d, const uint32_t *a, uint64_t desc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+                 "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+                   "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+                   "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc));
+}
+/* after the wait: the compiler must not have read d before it (a register move of an
+ * accumulator between the issue and the wait would copy a stale value) */
+template <int MT> __device__ __forceinline__ void gs_wg_pin(float (*d)[4]) {
+#pragma unroll
+    for (int nt = 0; nt < MT; nt++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) asm volatile("" : "+f"(d[nt][c])::"memory");
+}
+#endif
+/* 1 where the device runs code built with the sm_90a features (the wgmma batched build) */
+static __global__ void kernel_gs_wg_probe(int *o) {
+#if defined(GS_WGMMA)
+    *o = 1;
+#else
+    *o = 0;
+#endif
+}
+
 /* The geometry of one launch, computed on the host (gs_plan) and passed by value. */
 typedef struct gs_geo {
     int ntiles, nkb, gp, G;
@@ -132,8 +205,9 @@ __device__ __forceinline__ void gs_dq4_raw(uint32_t q, uint32_t *b) {
 /* GE: k32 steps per group (1, 2, 4: groups 32, 64, >= 128). S: k128 blocks per unit. ZF:
  * zero fold (AWQ_CUDA_GEMV_ZFOLD=1; MT 1 only). MT: n8 tiles of batch rows (up to 8 MT rows
  * per pass: the dequantized fragments of a unit feed MT mma each, so 9-64 rows, batched
- * decode, still read every weight once per pass). */
-template <int GE, int S, bool ZF, int MINB, int MT>
+ * decode, still read every weight once per pass). WG: the wgmma step (see gs_wgmma; MT > 1, the
+ * host guarantees four warps of a warpgroup always hold four pairs of one slab). */
+template <int GE, int S, bool ZF, int MINB, int MT, bool WG>
 static __global__ void __launch_bounds__(GS_THREADS, MINB) /* MINB blocks per SM: <= 128 / 80 registers */
 kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uint32_t *__restrict__ sz,
                        gs_geo geo, float *__restrict__ y, int ldy, int mode) {
@@ -145,6 +219,10 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     __shared__ float rss[GS_WARPS][8];
     __shared__ float rinv[8 * MT];
     static_assert(!ZF || MT == 1, "the zero fold keeps x sums for 8 rows");
+    static_assert(!WG || MT > 1, "the wgmma step is the batched build's");
+#if !defined(GS_WGMMA)
+    if (WG) __trap(); /* not built for sm_90a: the host never launches this (gs_wg_ok) */
+#endif
     /* what the ldmatrix lanes of batch rows >= M read: zeros as long as one unit's k */
     __shared__ __align__(16) half zero[S * 128];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -210,7 +288,7 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     const int xk0 = s_first * S * 128, xk1 = min((s_last + 1) * S * 128, geo.nkb * 128);
     const int lds = xk1 - xk0 + 8; /* +8 halves: the eight ldmatrix rows land in distinct banks */
     for (int i = threadIdx.x; i < S * 16; i += GS_THREADS) reinterpret_cast<uint4 *>(zero)[i] = make_uint4(0, 0, 0, 0);
-    cuq_stage_x<GS_WARPS>(in, M, K, xs, lds, xk0, xk1, rss, rinv);
+    cuq_stage_x<GS_WARPS, WG ? 8 * MT : 0>(in, M, K, xs, lds, xk0, xk1, rss, rinv);
     /* ZF: per fold unit f and row r the sums of x over k16 steps 0 and 1 of its k32 blocks,
      * as {S0, S1} at xsum[(f * 8 + r) * 2]: rows 2q, 2q+1 are one 16-byte load */
     float *xsum = reinterpret_cast<float *>(xs + 8 * lds);
@@ -259,6 +337,63 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
         const uint4 *sw = reinterpret_cast<const uint4 *>(stg);
         const uint32_t *sza = reinterpret_cast<const uint32_t *>(stg + 2 * S * 512);
         const uint32_t *szb = sza + geo.szs * CU_SZ_WORDS;
+        if constexpr (WG) {
+#if defined(GS_WGMMA)
+            /* The scale goes into the fp16 weights ((q - z) * s rounded once, as the dense
+             * path's dequant): the whole unit accumulates in acc on the tensor cores, no fp32
+             * fold per group (its 64 FFMA + 32 zeroing per k128 were a third of the
+             * instructions). k32 steps run two deep: step j's A registers stay live until
+             * wait_group(1) after step j + 1 was issued. */
+            uint32_t ap[4] = {0, 0, 0, 0}, bp[4] = {0, 0, 0, 0}; /* the previous step's A */
+            const uint64_t d0 = gs_wg_desc(xs, 8 * MT);
+#pragma unroll
+            for (int kk = 0; kk < S; kk++) { /* whole units (gs_plan): a condition here made ptxas serialize the wgmma */
+                {
+                    const uint4 wa = sw[kk * 32 + lane], wb = sw[(S + kk) * 32 + lane];
+                    const int kx = (kb0 + kk) * 128 - xk0;
+                    const int gl = geo.G == 128 ? kk : ((kb0 + kk) * 128) / geo.G - g0;
+                    half2 zfa, z16a, zfb, z16b;
+                    cu_dq4_zero(sza[gl * CU_SZ_WORDS + (lane >> 2)], zfa, z16a);
+                    cu_dq4_zero(szb[gl * CU_SZ_WORDS + (lane >> 2)], zfb, z16b);
+                    const half2 sa = __half2half2(reinterpret_cast<const half *>(sza + gl * CU_SZ_WORDS + 8)[lane >> 2]);
+                    const half2 sb = __half2half2(reinterpret_cast<const half *>(szb + gl * CU_SZ_WORDS + 8)[lane >> 2]);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        uint32_t b0[4], b1[4];
+                        cu_dq4z(u4c(wa, e), zfa, z16a, b0);
+                        cu_dq4z(u4c(wb, e), zfb, z16b, b1);
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            b0[c] = cu_h2u(__hmul2(*reinterpret_cast<half2 *>(&b0[c]), sa));
+                            b1[c] = cu_h2u(__hmul2(*reinterpret_cast<half2 *>(&b1[c]), sb));
+                        }
+                        const uint32_t a0[4] = {b0[0], b1[0], b0[1], b1[1]};
+                        const uint32_t a1[4] = {b0[2], b1[2], b0[3], b1[3]};
+                        /* k16 steps at kx + 32 e and + 16: k8 chunks (kx + 32 e) / 8 and + 2,
+                         * each 8 MT rows x 16 bytes (the address field counts 16 bytes) */
+                        const uint64_t dk = d0 + (uint64_t)(((kx + e * 32) >> 3) * MT * 8);
+                        __syncwarp();
+                        gs_wg_fence();
+                        gs_wgmma<MT>(&acc[0][0], a0, dk);
+                        gs_wgmma<MT>(&acc[0][0], a1, dk + 2 * MT * 8);
+                        gs_wg_commit();
+                        gs_wg_wait<1>();
+                        gs_wg_keep(ap); /* the previous step's A lived until its wgmma finished */
+                        gs_wg_keep(bp);
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            ap[c] = a0[c];
+                            bp[c] = a1[c];
+                        }
+                    }
+                }
+            }
+            gs_wg_wait<0>();
+            gs_wg_keep(ap);
+            gs_wg_keep(bp);
+            gs_wg_pin<MT>(acc);
+#endif
+        } else
 #pragma unroll
         for (int kk = 0; kk < S; kk++) {
             if (kk < nk) {
@@ -363,13 +498,17 @@ static int gs_env(const char *name, int dflt) {
     return e && *e ? atoi(e) : dflt;
 }
 
-template <int GE, int S, bool ZF, int MINB, int MT = 1> static const void *gs_fn(void) {
-    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF, MINB, MT>;
+template <int GE, int S, bool ZF, int MINB, int MT = 1, bool WG = false> static const void *gs_fn(void) {
+    return (const void *)kernel_qmm_gemv_stream<GE, S, ZF, MINB, MT, WG>;
 }
 
-/* mt > 1: the batched build (S = 4, no zero fold, registers uncapped: one block per SM);
- * bps3: the 80-register build for three blocks per SM (S = 4, no zero fold) */
-static const void *gs_pick(int ge, int S, bool zf, bool bps3, int mt) {
+/* mt > 1: the batched build (S = 4, no zero fold, registers uncapped: one block per SM), with
+ * the wgmma step (wg) for groups >= 128; bps3: the 80-register build for three blocks per SM
+ * (S = 4, no zero fold) */
+static const void *gs_pick(int ge, int S, bool zf, bool bps3, int mt, bool wg) {
+    if (mt > 1 && wg && ge == 4)
+        return mt == 2 ? gs_fn<4, 4, false, 1, 2, true>() : mt == 4 ? gs_fn<4, 4, false, 1, 4, true>()
+                                                                   : gs_fn<4, 4, false, 1, 8, true>();
 #define GS_M(GE_) \
     if (ge == GE_) return mt == 2 ? gs_fn<GE_, 4, false, 1, 2>() : mt == 4 ? gs_fn<GE_, 4, false, 1, 4>() : gs_fn<GE_, 4, false, 1, 8>();
     if (mt > 1) {
@@ -385,6 +524,24 @@ static const void *gs_pick(int ge, int S, bool zf, bool bps3, int mt) {
     return NULL;
 }
 
+/* The device runs this build's sm_90a code (the wgmma step): asked once, by a one-thread
+ * kernel, the first time cuq_gemv_stream_ok() runs (backend creation, before any graph
+ * capture); 0 on any error. */
+static int g_wg_built = -1;
+static void gs_wg_probe(void) {
+    int *d = NULL, h = 0;
+    if (cudaMalloc(&d, sizeof(int)) == cudaSuccess) {
+        kernel_gs_wg_probe<<<1, 1>>>(d);
+        if (cudaGetLastError() == cudaSuccess && cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess)
+            g_wg_built = h == 1;
+        cudaFree(d);
+    }
+    if (g_wg_built < 0) g_wg_built = 0;
+    cudaGetLastError();
+}
+/* the wgmma step for batched passes: built, and AWQ_CUDA_GEMV_WGMMA is not 0 (A/B runs) */
+bool cuq_gemv_wgmma_ok(void) { return cuq_gemv_stream_ok() && g_wg_built == 1 && gs_env("AWQ_CUDA_GEMV_WGMMA", 1) != 0; }
+
 /* The kernel exists for this device: sm_90 or newer and an sm_90 binary in this build
  * (a build for older GPUs only would run the PTX of an older target, without the copy
  * engine). Cached per process: one device per process in practice. */
@@ -397,6 +554,7 @@ bool cuq_gemv_stream_ok(void) {
              cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9 &&
              cudaFuncGetAttributes(&fa, gs_fn<4, 4, false, 2>()) == cudaSuccess && fa.binaryVersion >= 90;
         cudaGetLastError();
+        if (ok) gs_wg_probe();
     }
     return ok == 1 && gs_env("AWQ_CUDA_GEMV_STREAM", 1) != 0;
 }
@@ -420,7 +578,11 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
     const bool zf = mt == 1 && gs_env("AWQ_CUDA_GEMV_ZFOLD", CUQ_GEMV_STREAM_ZFOLD) == 1;
     const bool bps3 = mt == 1 && gs_env("AWQ_CUDA_GEMV_BPS", CUQ_GEMV_STREAM_BPS) == 3 && !zf;
     if (bps3 || mt > 1) S = 4;
-    *fn = gs_pick(ge, S, zf, bps3, mt);
+    /* the wgmma step: four warps of a warpgroup take four pairs of one slab (order 0, pairs a
+     * multiple of 4, runs of units a multiple of 4 per block), every unit whole (k a multiple
+     * of S k128 blocks) */
+    const bool wg = mt >= 4 && ge == 4 && (w->out / 8 + 1) / 2 % 4 == 0 && w->kp / 128 % 4 == 0 && cuq_gemv_wgmma_ok();
+    *fn = gs_pick(ge, S, zf, bps3, mt, wg);
     if (!*fn) return awq_seterr(err, AWQ_EINVAL, "cuq_gemv_stream: group %d not built", w->group);
     g->ntiles = w->out / 8;
     g->nkb = w->kp / 128;
@@ -434,6 +596,7 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
      * slabs of a pair (one flush per pair, x of all k is small at m = 1): measured faster on
      * gate_up at m = 1 (20.9 vs 22.8 us), slower at m = 8 and on qkv / o / down */
     int ord = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER);
+    if (wg) ord = 0;
     if (ord != 0 && ord != 1) {
         const int nb0 = 2 * cuq_num_sms() < g->units ? 2 * cuq_num_sms() : g->units;
         ord = mm == 1 && (g->units + nb0 - 1) / nb0 >= 2 * g->nslab ? 1 : 0;
@@ -458,13 +621,15 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
         if (nb > g->units) nb = g->units;
         if (nb < g->nslab && g->nslab <= g->units) nb = g->nslab;
         int upb = (g->units + nb - 1) / nb;
+        if (wg) upb = (upb + 3) & ~3;
         nb = (g->units + upb - 1) / upb;
         const int span = (upb + g->npairs - 2) / g->npairs + 1; /* slabs one block can touch */
         const int slabs = g->order == 1 ? g->nslab : span < g->nslab ? span : g->nslab;
         int xk = slabs * S * 128;
         if (xk > w->kp) xk = w->kp;
         /* x rows (8 when folding: the sums sit after 8 rows) + the fold's x sums */
-        const long xbytes = (long)(zf ? 8 : mm) * (xk + 8) * 2 + (zf ? (long)(xk / (32 * ge)) * 8 * 2 * 4 : 0);
+        const long xbytes = wg ? (long)8 * mt * xk * 2 /* all 8 mt rows, no pad */
+                               : (long)(zf ? 8 : mm) * (xk + 8) * 2 + (zf ? (long)(xk / (32 * ge)) * 8 * 2 * 4 : 0);
         int R = (int)((budget - xbytes) / ((long)GS_WARPS * g->stage_bytes));
         if (R > rcap) R = rcap;
         if (R > GS_RMAX) R = GS_RMAX;

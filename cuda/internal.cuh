@@ -108,6 +108,9 @@ bool cuq_gemv_pdl(void);
 #define CUQ_GEMV_STREAM_ZFOLD 0
 #define CUQ_GEMV_STREAM_BPS 2
 bool cuq_gemv_stream_ok(void);
+/* The batched passes (9-64 rows, groups >= 128) take the wgmma step: the device runs this
+ * build's sm_90a code and AWQ_CUDA_GEMV_WGMMA is not 0. */
+bool cuq_gemv_wgmma_ok(void);
 size_t cuq_gemv_stream_min(void);
 int cuq_gemv_stream(char *err, const cu_qw *w, const cuq_in *in, int m, float *y, int ldy, int out_mode, bool pdl,
                     cudaStream_t st);

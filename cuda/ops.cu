@@ -22,10 +22,57 @@ int cuo_embed(char *err, const half *embed, const int *tokens, int T, int H, flo
     return 0;
 }
 
-/* y = x * rsqrt(mean(x^2) + eps) * w, as engine/cpu_attn.c eng_cpu_rmsnorm. */
+/* y = x * rsqrt(mean(x^2) + eps) * w, as engine/cpu_attn.c eng_cpu_rmsnorm.
+ * Vector path: one block per row, each thread keeps its NV float4 of the row in registers
+ * (loaded together with its weights, all before the reduction), so the row is read from DRAM
+ * once and each thread has NV x 24 bytes in flight (shisa-7B, H = 4096: NV = 4, 96 bytes;
+ * 2048 rows x 16 KB in, 8 KB out); out as 8-byte fp16 stores. It triggers the next kernel's
+ * programmatic launch at its start: at decode that is the qkv or gate|up GEMV (AWQ_CUDA_RMS_PRE),
+ * which streams its weights meanwhile and waits for this grid before reading out; elsewhere
+ * the next kernel is a plain launch and the trigger does nothing. The scalar kernel (second
+ * pass from L1/L2) stays for H not a multiple of 4, H > NORM_THREADS * 4 * NORM_NV_MAX (8192),
+ * or unaligned pointers. */
+#define NORM_THREADS 256
+#define NORM_NV_MAX 8
+template <int NV>
+static __global__ void __launch_bounds__(NORM_THREADS)
+kernel_rmsnorm_v(const float *__restrict__ x, const int *__restrict__ rows, int H, const half *__restrict__ w,
+                 float eps, half *__restrict__ out) {
+    __shared__ float sh[32];
+    cu_pdl_trigger();
+    const int r = rows ? rows[blockIdx.x] : blockIdx.x, n4 = H >> 2;
+    const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)r * H);
+    const uint2 *w4 = reinterpret_cast<const uint2 *>(w);
+    float4 v[NV];
+    uint2 wv[NV];
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = (int)threadIdx.x + k * NORM_THREADS;
+        v[k] = i < n4 ? xr[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        wv[k] = i < n4 ? w4[i] : make_uint2(0, 0);
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < NV; k++) ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
+    ss = cu_block_sum(ss, sh);
+    const float inv = rsqrtf(ss / (float)H + eps);
+    uint2 *o = reinterpret_cast<uint2 *>(out + (size_t)blockIdx.x * H);
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = (int)threadIdx.x + k * NORM_THREADS;
+        if (i < n4) {
+            const float2 w01 = __half22float2(*reinterpret_cast<const half2 *>(&wv[k].x));
+            const float2 w23 = __half22float2(*reinterpret_cast<const half2 *>(&wv[k].y));
+            o[i] = make_uint2(cu_h2u(__floats2half2_rn(v[k].x * inv * w01.x, v[k].y * inv * w01.y)),
+                              cu_h2u(__floats2half2_rn(v[k].z * inv * w23.x, v[k].w * inv * w23.y)));
+        }
+    }
+}
+
 static __global__ void kernel_rmsnorm(const float *__restrict__ x, const int *__restrict__ rows, int H,
                                       const half *__restrict__ w, float eps, half *__restrict__ out) {
     __shared__ float sh[32];
+    cu_pdl_trigger(); /* as kernel_rmsnorm_v */
     int r = rows ? rows[blockIdx.x] : blockIdx.x;
     const float *xr = x + (size_t)r * H;
     float ss = 0.0f;
@@ -36,15 +83,64 @@ static __global__ void kernel_rmsnorm(const float *__restrict__ x, const int *__
     for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = __float2half(xr[i] * inv * __half2float(w[i]));
 }
 
+static bool aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
+
 int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const half *w, float eps,
                 half *out, cudaStream_t st) {
     if (n <= 0) return 0;
-    kernel_rmsnorm<<<n, OPS_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+    const int nv = (H / 4 + NORM_THREADS - 1) / NORM_THREADS;
+    if (H % 4 || nv > NORM_NV_MAX || !aligned(x, 16) || !aligned(w, 8) || !aligned(out, 8)) {
+        kernel_rmsnorm<<<n, OPS_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+    } else if (nv <= 1) {
+        kernel_rmsnorm_v<1><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+    } else if (nv <= 2) {
+        kernel_rmsnorm_v<2><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+    } else if (nv <= 4) {
+        kernel_rmsnorm_v<4><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+    } else {
+        kernel_rmsnorm_v<8><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+    }
     CU_LAUNCHED(err);
     return 0;
 }
 
+/* h = silu(g) * u. Vector path: grid (column blocks, T), each thread SWIGLU_V4 float4 of g and
+ * of u (all four loads issued first: 64 bytes in flight per thread; the fp32 gate|up rows are
+ * read once, so streaming loads keep them from evicting h, which the down projection reads
+ * next) and one 8-byte fp16 store per float4. shisa-7B: I = 14336 is 7 blocks per row, 2048
+ * rows = 235 MB in, 59 MB out. The scalar kernel stays for I not a multiple of 4 or unaligned
+ * pointers. */
+#define SWIGLU_THREADS 256
+#define SWIGLU_V4 2
+static __global__ void __launch_bounds__(SWIGLU_THREADS)
+kernel_swiglu_v(const float *__restrict__ gu, int I, half *__restrict__ h) {
+    cu_pdl_trigger(); /* at decode (AWQ_CUDA_SWIGLU_PRE) the down GEMV streams its weights meanwhile */
+    const float4 *g = reinterpret_cast<const float4 *>(gu + (size_t)blockIdx.y * 2 * I);
+    const float4 *u = reinterpret_cast<const float4 *>(gu + (size_t)blockIdx.y * 2 * I + I);
+    uint2 *o = reinterpret_cast<uint2 *>(h + (size_t)blockIdx.y * I);
+    const int n4 = I >> 2, i0 = (int)blockIdx.x * (SWIGLU_THREADS * SWIGLU_V4) + (int)threadIdx.x;
+    float4 gv[SWIGLU_V4], uv[SWIGLU_V4];
+#pragma unroll
+    for (int k = 0; k < SWIGLU_V4; k++) {
+        const int i = i0 + k * SWIGLU_THREADS;
+        gv[k] = i < n4 ? __ldcs(g + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        uv[k] = i < n4 ? __ldcs(u + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int k = 0; k < SWIGLU_V4; k++) {
+        const int i = i0 + k * SWIGLU_THREADS;
+        if (i < n4) {
+            const float4 a = gv[k], b = uv[k];
+            o[i] = make_uint2(cu_h2u(__floats2half2_rn(a.x / (1.0f + __expf(-a.x)) * b.x,
+                                                       a.y / (1.0f + __expf(-a.y)) * b.y)),
+                              cu_h2u(__floats2half2_rn(a.z / (1.0f + __expf(-a.z)) * b.z,
+                                                       a.w / (1.0f + __expf(-a.w)) * b.w)));
+        }
+    }
+}
+
 static __global__ void kernel_swiglu(const float *__restrict__ gu, int I, half *__restrict__ h) {
+    cu_pdl_trigger(); /* as kernel_swiglu_v */
     const float *g = gu + (size_t)blockIdx.x * 2 * I, *u = g + I;
     half *o = h + (size_t)blockIdx.x * I;
     for (int i = threadIdx.x; i < I; i += blockDim.x) {
@@ -55,7 +151,12 @@ static __global__ void kernel_swiglu(const float *__restrict__ gu, int I, half *
 
 int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t st) {
     if (T <= 0) return 0;
-    kernel_swiglu<<<T, OPS_THREADS * 2, 0, st>>>(gu, I, h);
+    if (I % 4 || !aligned(gu, 16) || !aligned(h, 8) || T > 65535) {
+        kernel_swiglu<<<T, OPS_THREADS * 2, 0, st>>>(gu, I, h);
+    } else {
+        const int per = SWIGLU_THREADS * SWIGLU_V4;
+        kernel_swiglu_v<<<dim3((unsigned)((I / 4 + per - 1) / per), (unsigned)T), SWIGLU_THREADS, 0, st>>>(gu, I, h);
+    }
     CU_LAUNCHED(err);
     return 0;
 }

@@ -28,8 +28,9 @@ typedef struct cu_kv {
 
 /* Rotate q and k of each token (rotate_half, table rope (max_ctx, hd/2) {cos, sin}), write q
  * (T, heads*hd) fp32 and k, v (fp16) into the cache at (tslot[t], tpos[t]). qkv: (T, qd + 2 kvd),
- * left all zeros once read, and rows [0, T) of clear (row length clear_len; NULL: none) are
- * zeroed too: the split-K matmuls that write them next add into zeros without a memset. */
+ * left all zeros once read, and rows [0, T) of clear (row length clear_len, a positive multiple
+ * of 4; NULL: none) are zeroed too (by the same launch where hd is a multiple of 8): the
+ * split-K matmuls that write them next add into zeros without a memset. */
 int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, const int *tslot,
                 const int *tpos, const cu_kv *kv, float *q, float *clear, int clear_len, cudaStream_t st);
 /* Causal attention of each token over its sequence's cache, positions [lo, tpos[t]] with lo from

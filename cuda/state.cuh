@@ -24,6 +24,19 @@ extern "C" {
 /* Decode steps of at most this many tokens take the fused decode attention (attn_dec.cu):
  * on the H200 it won at 1-16 streams and lost 4-5 % at 32 and 64 (bench/RESULTS.md). */
 #define CU_ATTN_FUSED_MAX 16
+/* Decode steps (the GEMV path) of at least this many tokens run the RMSNorms as a separate
+ * kernel into fp16 before the qkv and gate|up GEMVs instead of fused into every GEMV block's
+ * x load (AWQ_CUDA_RMS_PRE overrides; 0 = always fused): see norm_in in fwd.cu. */
+#define CU_RMS_PRE_DEFAULT 8
+/* The same for the down projection's SwiGLU (AWQ_CUDA_SWIGLU_PRE=N: steps of >= N tokens run
+ * cuo_swiglu into hmid first; default 0 = always fused). Fused, each GEMV block computes
+ * silu(g) * u of its k slab for all T rows from the fp32 gate|up rows: T x 4 KB of L2 reads
+ * per block and slab (S = 4), ~5 blocks per slab on shisa-7B's down (132 blocks, 28 slabs):
+ * ~256 KB per block, ~35 MB per launch at T = 64, some 4-5 us of one SM's L2 bandwidth. The
+ * pre-pass costs a launch (its weight stream overlapped by PDL) plus T x 2I x 4 bytes in and
+ * T x I x 2 out (9 MB at T = 64, ~3 us): break-even near 64 rows by this estimate, a loss
+ * below, so off until an A/B run (bench/gpu.sh ab) says otherwise. */
+#define CU_SWIGLU_PRE_DEFAULT 0
 /* Decode graphs kept (one per batch size and attention split count). */
 #define CU_GRAPHS 16
 
@@ -87,6 +100,8 @@ typedef struct cu_state {
     int *attn_cnt;         /* (MT, kv_heads) arrivals per (token, KV head) of cua_attn_decode; 0 between launches */
     bool attn_fused;       /* one-token-per-sequence chunks take cua_attn_decode (AWQ_CUDA_ATTN_FUSED=0: off) */
     int attn_splits;       /* AWQ_CUDA_ATTN_SPLITS: cap on its splits per token (tests, A/B); 0 = none */
+    int rms_pre;           /* decode steps of >= rms_pre tokens norm into xn before the GEMVs; 0 = never */
+    int swiglu_pre;        /* ... and of >= swiglu_pre tokens run cuo_swiglu into hmid before down; 0 = never */
     half *lastn;           /* (max_seqs, H) */
     float *logits;         /* (max_seqs, V) */
     int *d_am;             /* (max_seqs) */

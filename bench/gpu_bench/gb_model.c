@@ -161,23 +161,38 @@ void gb_model(const char *dir, double copy_gbps, int decode_only) {
     g.ops->destroy(g.st);
     eng_model_free(m);
 }
-void gb_profile_decode(const char *dir) {
+void gb_profile(const char *dir, int nseq, int plen, int steps) {
     char err[AWQ_ERR_LEN];
     eng_model *m = NULL;
+    if (nseq < 1 || nseq > 64 || plen < 1 || plen > 4096 || steps < 0) die("profile", "bad shape");
     if (eng_model_load(err, dir, &m)) die("load", err);
-    eng_backend_opts o = {.threads = 0, .max_ctx = 4096, .max_seqs = 1, .kv_budget = (size_t)1 << 30, .device = 0};
+    eng_backend_opts o = {.threads = 0, .max_ctx = 4096, .max_seqs = nseq, .kv_budget = (size_t)4 << 30, .device = 0};
     gbm g = {&eng_cuda_backend, NULL, m->cfg.vocab};
     if (g.ops->create(err, m, &o, &g.st)) die("create", err);
-    int slot;
-    int32_t am[1];
-    if (g.ops->slot_alloc(err, g.st, &slot)) die("slot", err);
-    prefill(&g, &slot, 1, 128, am);
-    decode(&g, &slot, 1, 128, 2, am);
+    int slots[64];
+    int32_t am[64];
+    for (int i = 0; i < nseq; i++)
+        if (g.ops->slot_alloc(err, g.st, &slots[i])) die("slot", err);
+    prefill(&g, slots, nseq, plen, am);
+    if (steps)
+        decode(&g, slots, nseq, plen, steps, am);
+    else { /* the prompt again on fresh slots: the profile's window is between the last two argmaxes */
+        for (int i = 0; i < nseq; i++) {
+            g.ops->slot_free(g.st, slots[i]);
+            if (g.ops->slot_alloc(err, g.st, &slots[i])) die("slot", err);
+        }
+        prefill(&g, slots, nseq, plen, am);
+    }
     g.ops->destroy(g.st);
     eng_model_free(m);
 }
 #else
-void gb_profile_decode(const char *dir) { (void)dir; }
+void gb_profile(const char *dir, int nseq, int plen, int steps) {
+    (void)dir;
+    (void)nseq;
+    (void)plen;
+    (void)steps;
+}
 void gb_model(const char *dir, double copy_gbps, int decode_only) {
     (void)dir;
     (void)copy_gbps;

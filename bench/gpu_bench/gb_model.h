@@ -4,6 +4,7 @@
 /* Load the checkpoint in dir on the CUDA backend and print the model table; exits on error.
  * decode_only: the decode rows only (batch 1 at 128 / 2048, 8 streams): A/B runs. */
 void gb_model(const char *dir, double copy_gbps, int decode_only);
-/* Load dir, prefill 128 tokens and run 3 decode steps (a target for ncu); exits on error. */
-void gb_profile_decode(const char *dir);
+/* Load dir, prefill nseq sequences of plen tokens in one batch, then run steps + 1 greedy decode
+ * steps of all of them, or (steps 0) the same prefill twice (a target for ncu); exits on error. */
+void gb_profile(const char *dir, int nseq, int plen, int steps);
 #endif

@@ -26,7 +26,7 @@ static void die(const char *what, const char *err) {
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int kernels = 1, qmm[4] = {0}, profile = 0, decode_only = 0;
+    int kernels = 1, qmm[4] = {0}, prof[3] = {0}, decode_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
@@ -34,12 +34,19 @@ int main(int argc, char **argv) {
             kernels = 0;
         else if (!strcmp(argv[i], "--decode-only"))
             decode_only = 1; /* the decode rows only, kernels and model (A/B runs) */
-        else if (!strcmp(argv[i], "--profile-decode"))
-            profile = 1;
+        else if (!strcmp(argv[i], "--profile-decode") && i + 1 < argc) { /* N streams: prefill 128, 3 steps */
+            prof[0] = atoi(argv[++i]);
+            prof[1] = 128;
+            prof[2] = 2;
+        } else if (!strcmp(argv[i], "--profile-prefill") && i + 1 < argc) { /* one prompt of P tokens */
+            prof[0] = 1;
+            prof[1] = atoi(argv[++i]);
+            prof[2] = 0;
+        }
         else if (!strcmp(argv[i], "--qmm") && i + 4 < argc) {
             for (int j = 0; j < 4; j++) qmm[j] = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: gpu_bench [--model DIR [--profile-decode]] [--no-kernels] [--decode-only] [--qmm IN OUT M KERNEL]\n");
+            fprintf(stderr, "usage: gpu_bench [--model DIR [--profile-decode N | --profile-prefill P]] [--no-kernels] [--decode-only] [--qmm IN OUT M KERNEL]\n");
             return 2;
         }
     }
@@ -55,12 +62,12 @@ int main(int argc, char **argv) {
         printf("qmm %d x %d m %d kernel %d: %.2f us, %.0f GB/s\n", qmm[0], qmm[1], qmm[2], qmm[3], us, bytes / us * 1e-3);
         return 0;
     }
-    if (profile && model) { /* a few decode steps and nothing else: for ncu */
-        gb_profile_decode(model);
+    if (prof[0] && model) { /* a prefill and a few decode steps, nothing else: for ncu */
+        gb_profile(model, prof[0], prof[1], prof[2]);
         return 0;
     }
     if (cu_device_info(err, 0, name, sizeof name, &fr, &tot)) die("device", err);
-    printf("## %s (%zu MiB)\n\n", name, tot >> 20);
+    printf("## %s (%zu MiB), decode GEMV build %d (2: streamed with the wgmma step)\n\n", name, tot >> 20, cu_gemv_build());
     double copy_gbps = 0;
     if (cu_bench_copy(err, 0, (size_t)1 << 30, 20, &copy_gbps)) die("copy", err);
     printf("| probe | value |\n| --- | --- |\n| D2D copy 1 GiB (read+write) | %.0f GB/s |\n\n", copy_gbps);

@@ -154,8 +154,9 @@ static void test_shapes(void) {
 
 static void test_qmm(void) {
     static const struct { int in, out, group; } shapes[] = {
-        {128, 8, 128},   {384, 24, 128},  {96, 16, 32},    {320, 40, 64},  {1024, 136, 128},
-        {2048, 520, 128}, {4096, 64, 128}, {256, 1032, 256}, {160, 8, 32},
+        {128, 8, 128},    {384, 24, 128},  {96, 16, 32},     {320, 40, 64},  {1024, 512, 128},
+        {1024, 136, 128}, {2048, 520, 128}, {4096, 64, 128}, {256, 1032, 256}, {160, 8, 32},
+        {512, 256, 256},
     };
     static const int ms[] = {1, 2, 5, 8, 16, 17, 33, 70, 130};
     char err[AWQ_ERR_LEN];
@@ -183,13 +184,16 @@ static void test_qmm(void) {
             /* every kernel, then the GEMV tuning variants (read from the environment on each
              * call): for the registers GEMV 4 tile pairs per block, the 80-register build, no
              * PDL; for the streamed GEMV (sm_90; elsewhere CU_QMM_GEMV is the registers one
-             * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold, 3 blocks per SM */
+             * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold, 3 blocks per SM,
+             * the batched passes without the wgmma step (sm_90a; out a multiple of 64, group >= 128: 1024 x 512,
+             * 4096 x 64, 512 x 256 at m 16 / 17 / 33 and the 64-row passes of 70 / 130) */
             static const struct { const char *var, *val; int kernel; } tune[] = {
                 {"AWQ_CUDA_GEMV_WN", "4", CU_QMM_GEMV_LDG}, {"AWQ_CUDA_GEMV_OCC", "3", CU_QMM_GEMV_LDG},
                 {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV_LDG},  {"AWQ_CUDA_GEMV_S", "2", CU_QMM_GEMV},
                 {"AWQ_CUDA_GEMV_S", "8", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_R", "1", CU_QMM_GEMV},
                 {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_ORDER", "1", CU_QMM_GEMV},
-                {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_BPS", "3", CU_QMM_GEMV}};
+                {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_BPS", "3", CU_QMM_GEMV},
+                {"AWQ_CUDA_GEMV_WGMMA", "0", CU_QMM_GEMV}};
             const int ntune = (int)(sizeof tune / sizeof tune[0]);
             for (int kv = CU_QMM_AUTO; kv <= CU_QMM_LAST + ntune; kv++) {
                 const bool tv = kv > CU_QMM_LAST;
@@ -343,6 +347,7 @@ static float top2_gap(const float *l, int V) {
 
 #define FWD_TOL 2e-2   /* fp16 activations and KV against the CPU's fp32: measured ~3e-3 */
 #define GAP_TOL 2e-2f  /* top-2 logit margin (in row RMS) below which greedy ids may differ */
+#define FWD_MAXSEQ 64  /* sequences of one fwd_compare: decode steps up to the GEMV path's 64 rows */
 
 /* Run the same batches through both backends: nseq sequences with prompt lengths plen[],
  * then `steps` greedy decode steps of all of them together. Checks logits and ids. */
@@ -353,14 +358,19 @@ static void fwd_compare(const char *id, const char *what, const eng_model *m, in
     const int V = m->cfg.vocab;
     be cpu, gpu;
     int max_ctx = 0;
+    if (nseq > FWD_MAXSEQ) {
+        fprintf(stderr, "  fwd_compare: %d sequences, at most %d\n", nseq, FWD_MAXSEQ);
+        CHECK(0);
+        return;
+    }
     for (int i = 0; i < nseq; i++)
         if (plen[i] + steps + 1 > max_ctx) max_ctx = plen[i] + steps + 1;
     if (be_open(&cpu, &eng_cpu_backend, m, max_ctx, nseq, 0) || be_open(&gpu, &eng_cuda_backend, m, max_ctx, nseq, 0)) {
         CHECK(0);
         return;
     }
-    int slc[8], slg[8], pos[8], nt[8];
-    int32_t amc[8], amg[8];
+    int slc[FWD_MAXSEQ], slg[FWD_MAXSEQ], pos[FWD_MAXSEQ], nt[FWD_MAXSEQ];
+    int32_t amc[FWD_MAXSEQ], amg[FWD_MAXSEQ];
     for (int i = 0; i < nseq; i++) {
         CHECK_EQ(cpu.ops->slot_alloc(err, cpu.st, &slc[i]), 0);
         CHECK_EQ(gpu.ops->slot_alloc(err, gpu.st, &slg[i]), 0);
@@ -416,7 +426,7 @@ static void fwd_compare(const char *id, const char *what, const eng_model *m, in
     /* greedy decode: the CPU follows its own ids, the GPU is fed the same ids so the two stay
      * comparable; the GPU returns only argmax (no logits) on every other step */
     for (int s = 0; s < steps; s++) {
-        int32_t next[8];
+        int32_t next[FWD_MAXSEQ];
         for (int i = 0; i < nseq; i++) {
             pos[i] = plen[i] + s;
             nt[i] = 1;
@@ -815,6 +825,228 @@ static void test_attn_decode(void) {
     synth_free(&h);
 }
 
+/* ------------------------------------------------------------------ RoPE + KV write ---- */
+/* cua_rope_kv alone through cu_rope_probe: q roped (fp32), k roped and v (fp16) in each
+ * token's rows of a shuffled paged cache that starts all NaN, nothing written to any other
+ * row, the qkv rows left all zeros and rows [0, T) of the clear buffer zeroed with the row
+ * past them untouched; against a plain loop over the backend's RoPE table. The vector kernel
+ * on every head size the backend builds (hd/8 units per head: 2 .. 32, 12 for hd 96), tokens
+ * in runs of consecutive positions across 16-position pages and decode-like single tokens,
+ * clear rows of partial and several clear blocks; the scalar kernel on hd 20. */
+typedef struct rope_shape {
+    int heads, kv_heads, hd, nseq, T, pos0, clear_len, reps;
+} rope_shape;
+
+static void rope_table_row(int hd, int p, float *cs, float *sn) {
+    for (int i = 0; i < hd / 2; i++) { /* backend.cu's table: the same host float ops */
+        float inv = 1.0f / powf(10000.0f, (float)(2 * i) / (float)hd);
+        float a = (float)p * inv;
+        cs[i] = cosf(a);
+        sn[i] = sinf(a);
+    }
+}
+
+static void rope_case(const char *id, const rope_shape *sh) {
+    char what[200], err[AWQ_ERR_LEN];
+    snprintf(what, sizeof what, "RoPE + KV write: hd %d, %d heads over %d KV heads, %d tokens of %d sequences from "
+             "position %d, clear rows of %d%s", sh->hd, sh->heads, sh->kv_heads, sh->T, sh->nseq, sh->pos0,
+             sh->clear_len, sh->hd % 8 ? " (scalar kernel)" : "");
+    CASE(id, what);
+    const int hd = sh->hd, hh = hd / 2, T = sh->T, qd = sh->heads * hd, kvd = sh->kv_heads * hd, W = qd + 2 * kvd;
+    int *slot = malloc((size_t)T * sizeof(int)), *pos = malloc((size_t)T * sizeof(int));
+    /* sequence s takes tokens [s T / nseq, (s + 1) T / nseq) at consecutive positions from
+     * pos0 + 7 s (so runs start at different page offsets) */
+    for (int s = 0, t = 0; s < sh->nseq; s++)
+        for (int p = sh->pos0 + 7 * s; t < (s + 1) * T / sh->nseq; t++, p++) {
+            slot[t] = s;
+            pos[t] = p;
+        }
+    float *qkv = malloc((size_t)T * W * sizeof(float)), *q = malloc((size_t)T * qd * sizeof(float));
+    float *after = malloc((size_t)T * W * sizeof(float));
+    float *clr = sh->clear_len ? malloc((size_t)(T + 1) * sh->clear_len * sizeof(float)) : NULL;
+    uint16_t *k = malloc((size_t)T * kvd * 2), *v = malloc((size_t)T * kvd * 2);
+    float *cs = malloc((size_t)hh * sizeof(float)), *sn = malloc((size_t)hh * sizeof(float));
+    for (size_t i = 0; i < (size_t)T * W; i++) qkv[i] = rndf(-4.0f, 4.0f);
+    long long stray = -1;
+    double us = 0;
+    int rc = cu_rope_probe(err, 0, sh->heads, sh->kv_heads, hd, 10000.0f, T, slot, pos, qkv, sh->clear_len, q, k, v,
+                           after, clr, &stray, sh->reps, &us);
+    CHECK_EQ(rc, 0);
+    if (rc) {
+        fprintf(stderr, "  %s\n", err);
+        goto out;
+    }
+    int bad = 0;
+    char where[200] = "";
+    for (int t = 0; t < T; t++) {
+        rope_table_row(hd, pos[t], cs, sn);
+        const float *row = qkv + (size_t)t * W;
+        for (int part = 0; part < 2; part++) { /* 0: q heads, 1: k heads */
+            const int nh = part ? sh->kv_heads : sh->heads, off = part ? qd : 0;
+            for (int h = 0; h < nh; h++)
+                for (int i = 0; i < hh; i++) {
+                    const float a = row[off + h * hd + i], b = row[off + h * hd + i + hh];
+                    const float want[2] = {a * cs[i] - b * sn[i], b * cs[i] + a * sn[i]};
+                    for (int e = 0; e < 2; e++) {
+                        const int d = i + e * hh;
+                        const float got = part ? awq_f16_to_f32(k[(size_t)t * kvd + h * hd + d])
+                                               : q[(size_t)t * qd + h * hd + d];
+                        /* fp32 q: FMA contraction only; fp16 k: one rounding (2^-11 relative) */
+                        const float tol = part ? 1e-3f * fabsf(want[e]) + 1e-4f : 1e-4f * (fabsf(a) + fabsf(b)) + 1e-6f;
+                        if (!(fabsf(got - want[e]) <= tol) && bad++ == 0)
+                            snprintf(where, sizeof where, "token %d (slot %d, position %d) %s head %d dim %d: got %g, "
+                                     "want %g", t, slot[t], pos[t], part ? "k" : "q", h, d, (double)got,
+                                     (double)want[e]);
+                    }
+                }
+        }
+        for (int i = 0; i < kvd; i++) {
+            const float want = awq_f16_to_f32(awq_f32_to_f16(row[qd + kvd + i]));
+            const float got = awq_f16_to_f32(v[(size_t)t * kvd + i]);
+            if (!(fabsf(got - want) <= 1e-3f * fabsf(want) + 1e-7f) && bad++ == 0) /* + one fp16 subnormal step */
+                snprintf(where, sizeof where, "token %d (slot %d, position %d) v head %d dim %d: got %g, want %g", t,
+                         slot[t], pos[t], i / hd, i % hd, (double)got, (double)want);
+        }
+    }
+    if (bad) fprintf(stderr, "  %d wrong q/k/v values; first: %s\n", bad, where);
+    CHECK_EQ(bad, 0);
+    int nz = 0;
+    for (size_t i = 0; i < (size_t)T * W; i++)
+        if (after[i] != 0.0f && nz++ == 0)
+            fprintf(stderr, "  qkv row %zu column %zu is %g after the call (want 0)\n", i / W, i % W, (double)after[i]);
+    CHECK_EQ(nz, 0);
+    if (stray) fprintf(stderr, "  %lld cache halves written outside the tokens' rows\n", stray);
+    CHECK_EQ(stray, 0);
+    if (clr) {
+        int cb = 0;
+        for (size_t i = 0; i < (size_t)(T + 1) * sh->clear_len; i++) {
+            const size_t r = i / sh->clear_len;
+            const bool ok = r < (size_t)T ? clr[i] == 0.0f : isnan(clr[i]);
+            if (!ok && cb++ == 0)
+                fprintf(stderr, "  clear row %zu (of %d cleared) column %zu is %g (want %s)\n", r, T,
+                        i % sh->clear_len, (double)clr[i], r < (size_t)T ? "0" : "NaN, untouched");
+        }
+        CHECK_EQ(cb, 0);
+    }
+    if (sh->reps > 0) {
+        /* bytes: qkv read + zeroed, q written fp32, k and v written fp16, clear rows zeroed */
+        const double bytes = (double)T * ((double)W * 8 + qd * 4 + kvd * 4 + (double)sh->clear_len * 4);
+        fprintf(stderr, "  %.2f us per call, %.1f MB moved: %.0f GB/s\n", us, bytes / 1e6, bytes / (us * 1e3));
+    }
+out:
+    free(slot);
+    free(pos);
+    free(qkv);
+    free(q);
+    free(after);
+    free(clr);
+    free(k);
+    free(v);
+    free(cs);
+    free(sn);
+}
+
+static void test_rope_kv(void) {
+    const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    static const rope_shape shapes[] = {
+        {32, 8, 128, 1, 1, 37, 0, 0},       /* shisa-7B, one decode token */
+        {4, 2, 128, 3, 70, 5, 1000, 0},     /* three prompts across pages; clear: one partial block */
+        {4, 2, 64, 64, 64, 100, 4100, 0},   /* 64 decode tokens; clear: 3 blocks, the last partial */
+        {4, 2, 16, 2, 33, 0, 8, 0},         /* hd 16: two units per head */
+        {8, 1, 32, 3, 20, 14, 0, 0},        /* hd 32, GQA 8 */
+        {4, 4, 96, 5, 41, 250, 36, 0},      /* hd 96: 12 units per head (not a power of 2) */
+        {2, 1, 256, 2, 19, 3, 0, 0},        /* hd 256 */
+        {3, 1, 20, 2, 9, 11, 12, 0},        /* hd 20: the scalar kernel (and kernel_clear_rows) */
+    };
+    const size_t n = quick ? 4 : sizeof shapes / sizeof shapes[0];
+    char id[32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "cuda-10.%zu", i + 1);
+        rope_case(id, &shapes[i]);
+    }
+    if (!quick) {
+        /* the ncu shapes of shisa-7B, timed (printed, not checked): a 2048-token prefill and a
+         * decode step of 64 streams with its gate|up clear (2 x 14336 floats a row) */
+        static const rope_shape prefill = {32, 8, 128, 1, 2048, 0, 0, 50}, dec64 = {32, 8, 128, 64, 64, 128, 28672, 50};
+        rope_case("cuda-10.20", &prefill);
+        rope_case("cuda-10.21", &dec64);
+    }
+
+    CASE("cuda-10.30", "cu_rope_probe refuses bad shapes and a repeated (slot, position), naming them");
+    {
+        char err[AWQ_ERR_LEN];
+        int sl[2] = {0, 0}, ps[2] = {4, 4};
+        float qkv[2 * 48] = {0}, q[2 * 16], after[2 * 48]; /* 2 tokens of (1 + 2) x 16 */
+        uint16_t k[2 * 16], v[2 * 16];
+        long long stray = 0;
+        CHECK_EQ(cu_rope_probe(err, 0, 1, 1, 7, 10000.0f, 1, sl, ps, qkv, 0, q, k, v, after, NULL, &stray, 0, NULL),
+                 AWQ_EINVAL);
+        CHECK_CONTAINS(err, "head_dim 7");
+        CHECK_EQ(cu_rope_probe(err, 0, 1, 1, 16, 10000.0f, 1, sl, ps, qkv, 6, q, k, v, after, NULL, &stray, 0, NULL),
+                 AWQ_EINVAL);
+        CHECK_CONTAINS(err, "clear_len 6");
+        CHECK_EQ(cu_rope_probe(err, 0, 1, 1, 16, 10000.0f, 2, sl, ps, qkv, 0, q, k, v, after, NULL, &stray, 0, NULL),
+                 AWQ_EINVAL);
+        CHECK_CONTAINS(err, "token 1 repeats slot 0 position 4");
+    }
+}
+
+/* ------------------------------------------------------------------ batched decode ---- */
+/* Decode steps of 9-64 streams against the CPU: the streamed GEMV's batched passes (sm_90;
+ * the skinny kernel elsewhere), attention through kernel_rope_kv (with the gate|up clear
+ * folded into its grid) and flash-decoding above CU_ATTN_FUSED_MAX (16) streams, the fused
+ * decode attention below; with the RMSNorm pre-pass (AWQ_CUDA_RMS_PRE, read at create:
+ * default 8 = steps of >= 8 tokens norm into fp16 before the qkv and gate|up GEMVs; 0 = fused
+ * into the GEMVs' x load; 1 = every step) both ways. The prompts (one chunk of many short
+ * sequences) run the dense path. */
+static void fwd_compare_rms(const char *id, const char *what, const eng_model *m, int nseq, const int *plen, int steps,
+                            const char *rms_pre, bool nographs) {
+    if (rms_pre) setenv("AWQ_CUDA_RMS_PRE", rms_pre, 1);
+    if (nographs) setenv("AWQ_CUDA_NO_GRAPHS", "1", 1);
+    fwd_compare(id, what, m, nseq, plen, steps, false);
+    unsetenv("AWQ_CUDA_RMS_PRE");
+    unsetenv("AWQ_CUDA_NO_GRAPHS");
+}
+/* The same with the SwiGLU pre-pass of the down projection (AWQ_CUDA_SWIGLU_PRE, default 0 = off). */
+static void fwd_compare_swiglu(const char *id, const char *what, const eng_model *m, int nseq, const int *plen,
+                               int steps, const char *rms_pre, const char *swiglu_pre) {
+    setenv("AWQ_CUDA_SWIGLU_PRE", swiglu_pre, 1);
+    fwd_compare_rms(id, what, m, nseq, plen, steps, rms_pre, false);
+    unsetenv("AWQ_CUDA_SWIGLU_PRE");
+}
+
+static void test_batched_decode(void) {
+    const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    synth a, d;
+    synth_make(&a, 256, 512, 2, 4, 2, 1000, 128, 0, false);  /* hd 64, GQA 2 */
+    synth_make(&d, 512, 1024, 2, 4, 2, 1000, 128, 0, false); /* hd 128, GQA 2 */
+    int pl[FWD_MAXSEQ];
+    for (int i = 0; i < FWD_MAXSEQ; i++) pl[i] = 1 + (i * 37) % 61; /* 1..61 tokens */
+    fwd_compare_rms("cuda-11.1", "40 streams: RMSNorm pre-pass (default threshold 8)", &a.m, 40, pl, 3, NULL, false);
+    fwd_compare_rms("cuda-11.2", "40 streams: RMSNorm fused into the GEMVs (AWQ_CUDA_RMS_PRE=0)", &a.m, 40, pl, 3, "0",
+                    false);
+    if (!quick) {
+        fwd_compare_rms("cuda-11.3", "64 streams, hd 128: pre-pass", &d.m, 64, pl, 3, NULL, false);
+        fwd_compare_rms("cuda-11.4", "64 streams, hd 128: fused (AWQ_CUDA_RMS_PRE=0)", &d.m, 64, pl, 3, "0", false);
+        fwd_compare_rms("cuda-11.5", "16 streams (fused decode attention) with the pre-pass", &a.m, 16, pl, 3, NULL,
+                        false);
+        fwd_compare_rms("cuda-11.6", "17 streams (rope_kv + flash-decoding) with the pre-pass", &a.m, 17, pl, 3, NULL,
+                        false);
+        fwd_compare_rms("cuda-11.7", "one stream, the pre-pass at every step (AWQ_CUDA_RMS_PRE=1)", &a.m, 1, pl + 5, 6,
+                        "1", false);
+        fwd_compare_rms("cuda-11.8", "7 streams, just below the default threshold (fused)", &a.m, 7, pl, 3, NULL,
+                        false);
+        fwd_compare_rms("cuda-11.9", "40 streams without graphs (the chunked path), pre-pass", &a.m, 40, pl, 3, NULL,
+                        true);
+        fwd_compare_swiglu("cuda-11.10", "40 streams, hd 128: the SwiGLU pre-pass too (AWQ_CUDA_SWIGLU_PRE=16)", &d.m,
+                           40, pl, 3, NULL, "16");
+        fwd_compare_swiglu("cuda-11.11", "one stream, both pre-passes at every step (fp16 input to every GEMV)", &a.m, 1,
+                           pl + 5, 6, "1", "1");
+    }
+    synth_free(&a);
+    synth_free(&d);
+}
+
 /* A checkpoint written by awq-mkmodel and loaded by eng_model_load (the real file path: shards,
  * index, config), GPU against CPU. Needs the built tool and the fetched tokenizer. */
 static void test_mkmodel(void) {
@@ -952,12 +1184,15 @@ int main(void) {
     size_t fr = 0, tot = 0;
     CHECK_EQ(cu_device_info(err, 0, name, sizeof name, &fr, &tot), 0);
     CHECK(tot > 0 && fr <= tot);
-    fprintf(stderr, "  device 0: %s, %zu MiB free of %zu\n", name, fr >> 20, tot >> 20);
+    fprintf(stderr, "  device 0: %s, %zu MiB free of %zu; decode GEMV build %d (2: with the wgmma step)\n", name,
+            fr >> 20, tot >> 20, cu_gemv_build());
     CHECK_EQ(cu_device_info(err, n + 3, name, sizeof name, &fr, &tot), AWQ_EDEVICE);
     CHECK_CONTAINS(err, "cudaErrorInvalidDevice");
 
     /* AWQ_TEST_QUICK (compute-sanitizer, time-capped): the newest paths first */
     const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    if (quick) test_rope_kv();
+    if (quick) test_batched_decode();
     if (quick) test_attn_decode();
     if (quick) test_attn_prefill();
     if (quick) test_dense_paths();
@@ -967,6 +1202,8 @@ int main(void) {
     if (!quick) test_dense_paths();
     if (!quick) test_attn_prefill();
     if (!quick) test_attn_decode();
+    if (!quick) test_rope_kv();
+    if (!quick) test_batched_decode();
     test_mkmodel();
     test_backend_errors();
     return h_finish();
