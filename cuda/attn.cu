@@ -41,7 +41,10 @@ extern "C" {
  * scalar pairs per token over 8 blocks, 0.5 TB/s at 2048 tokens) remains as the path for hd
  * not a multiple of 8, which cua_head_dim_ok never admits; cu_rope_probe tests both.
  * Blocks with blockIdx.x >= rope_blocks zero rows of `clear` instead (the gate|up rows the
- * decode GEMV adds into): folded into this launch, one kernel less per layer at decode. */
+ * decode GEMV adds into): folded into this launch, one kernel less per layer at decode.
+ * Only rows below CU_QMM_SKINNY_MAX are zeroed: no decode GEMV pass adds into more rows (steps
+ * beyond that take the dense path, which overwrites), and in a 2048-token prefill the zero
+ * stores of the other rows were a third of this kernel's bytes. */
 #define ROPE_THREADS 128 /* one unit per thread: shisa-7B's 768 units per token make 6 blocks,
                           * so even one token spreads over 6 SMs */
 #define ROPE_CLEAR_V4 4  /* float4 zero stores per thread of a clear block (64 bytes) */
@@ -78,8 +81,10 @@ kernel_rope_kv_v(float *__restrict__ qkv, int heads, const float2 *__restrict__ 
         float4 *p = reinterpret_cast<float4 *>(src + qd + kvd + ((size_t)j << 3));
         const float4 a = p[0], b = p[1];
         const int blk = kv.bt[(size_t)slot * kv.maxb + pos / CU_KV_BS];
-        p[0] = z4; /* consumed: leave zeros for split-K */
-        p[1] = z4;
+        if (t < CU_QMM_SKINNY_MAX) { /* consumed: leave zeros for split-K */
+            p[0] = z4;
+            p[1] = z4;
+        }
         uint4 o;
         o.x = cu_h2u(__floats2half2_rn(a.x, a.y));
         o.y = cu_h2u(__floats2half2_rn(a.z, a.w));
@@ -96,8 +101,10 @@ kernel_rope_kv_v(float *__restrict__ qkv, int heads, const float2 *__restrict__ 
     const float4 *c4 = reinterpret_cast<const float4 *>(rope + (size_t)pos * hh + d);
     const float4 a = *pa, b = *pb, c01 = c4[0], c23 = c4[1];
     const int blk = isq ? 0 : kv.bt[(size_t)slot * kv.maxb + pos / CU_KV_BS];
-    *pa = z4; /* consumed: leave zeros for split-K */
-    *pb = z4;
+    if (t < CU_QMM_SKINNY_MAX) { /* consumed: leave zeros for split-K */
+        *pa = z4;
+        *pb = z4;
+    }
     float4 ra, rb;
     ra.x = a.x * c01.x - b.x * c01.y;
     rb.x = b.x * c01.x + a.x * c01.y;

@@ -335,6 +335,9 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
         s->att_qb = env_int("AWQ_CUDA_ATT_QB", 0);
         s->attn_fused = env_int("AWQ_CUDA_ATTN_FUSED", 1) != 0;
         s->attn_splits = env_int("AWQ_CUDA_ATTN_SPLITS", 0);
+        s->attn_fused_max = env_int("AWQ_CUDA_ATTN_FUSED_MAX", CU_ATTN_FUSED_MAX);
+        s->attn_waves = env_int("AWQ_CUDA_ATTN_WAVES", 2);
+        if (s->attn_waves < 1) s->attn_waves = 1;
         s->rms_pre = env_int("AWQ_CUDA_RMS_PRE", CU_RMS_PRE_DEFAULT);
         s->swiglu_pre = env_int("AWQ_CUDA_SWIGLU_PRE", CU_SWIGLU_PRE_DEFAULT);
     }

@@ -96,7 +96,7 @@ static int attn_step(char *err, cu_state *s, int T, int splits, bool fused, cons
 
 /* The fused decode attention for a decode step of T tokens: on, and T small enough
  * (CU_ATTN_FUSED_MAX: measured faster to 16 streams, slower at 32 and 64). */
-static bool use_fused(const cu_state *s, int T) { return s->attn_fused && T <= CU_ATTN_FUSED_MAX; }
+static bool use_fused(const cu_state *s, int T) { return s->attn_fused && T <= s->attn_fused_max; }
 
 /* The input of a decode GEMV that reads the residual through an RMSNorm (qkv: attn_norm,
  * gate|up: ffn_norm). T >= s->rms_pre (AWQ_CUDA_RMS_PRE, default CU_RMS_PRE_DEFAULT; 0 =
@@ -169,7 +169,8 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
             continue;
         }
         /* the qkv and gate|up outputs are overwritten (beta 0 / store), and attn_step leaves
-         * the qkv rows zero again, as the decode path expects of them */
+         * the qkv rows a decode step can use (below CU_QMM_SKINNY_MAX) zero again, as the
+         * decode path expects of them */
         if ((rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->attn_norm, s->eps, s->xn, s->st)) ||
             (rc = lin(err, s, dense, &d->qkv, s->xn, s->H, T, s->qkv, qkvd, false)) ||
             (rc = attn_step(err, s, T, splits, fused, &kv, false)) ||
@@ -198,11 +199,12 @@ static int run_head(char *err, cu_state *s, int n) {
     return cuo_argmax(err, s->logits, n, s->V, s->d_am, s->st);
 }
 
-/* Attention splits for a chunk: enough (token, KV head, split) blocks to cover every SM twice,
+/* Attention splits for a chunk: enough (token, KV head, split) blocks to cover every SM attn_waves times,
  * no split shorter than 128 positions, and within the partials buffer. */
 static int pick_splits(const cu_state *s, int T, int maxlen) {
-    if (T * s->kv_heads >= 2 * s->sms) return 1;
-    int sp = (2 * s->sms + T * s->kv_heads - 1) / (T * s->kv_heads);
+    const int want = s->attn_waves * s->sms;
+    if (T * s->kv_heads >= want) return 1;
+    int sp = (want + T * s->kv_heads - 1) / (T * s->kv_heads);
     int bylen = (maxlen + 127) / 128;
     if (sp > bylen) sp = bylen;
     if (sp < 1) sp = 1;

@@ -100,6 +100,9 @@ typedef struct cu_state {
     int *attn_cnt;         /* (MT, kv_heads) arrivals per (token, KV head) of cua_attn_decode; 0 between launches */
     bool attn_fused;       /* one-token-per-sequence chunks take cua_attn_decode (AWQ_CUDA_ATTN_FUSED=0: off) */
     int attn_splits;       /* AWQ_CUDA_ATTN_SPLITS: cap on its splits per token (tests, A/B); 0 = none */
+    int attn_fused_max;    /* steps of up to this many tokens take it (AWQ_CUDA_ATTN_FUSED_MAX, CU_ATTN_FUSED_MAX) */
+    int attn_waves;        /* the other decode attention splits tokens until its grid fills the SMs this many
+                            * times (AWQ_CUDA_ATTN_WAVES, default 2) */
     int rms_pre;           /* decode steps of >= rms_pre tokens norm into xn before the GEMVs; 0 = never */
     int swiglu_pre;        /* ... and of >= swiglu_pre tokens run cuo_swiglu into hmid before down; 0 = never */
     half *lastn;           /* (max_seqs, H) */
