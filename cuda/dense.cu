@@ -77,6 +77,11 @@ int cuq_cublas_status(char *err, const char *what, cublasStatus_t cs) {
 
 int cuq_dense(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, int ldx, int m, float *y, int ldy,
               bool accumulate, half *scratch, size_t scratch_len, cudaStream_t st) {
+    return cuq_dense_ex(err, cb, w, x, ldx, m, y, false, ldy, accumulate, scratch, scratch_len, st);
+}
+
+int cuq_dense_ex(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, int ldx, int m, void *y, bool y_half,
+                 int ldy, bool accumulate, half *scratch, size_t scratch_len, cudaStream_t st) {
     if (m <= 0) return 0;
     if (ldx % 8 || ldx < w->in || ldy < w->out)
         return awq_seterr(err, AWQ_EINVAL, "cuq_dense: ldx %d (multiple of 8, >= %d), ldy %d (>= %d)", ldx, w->in,
@@ -93,7 +98,8 @@ int cuq_dense(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, int l
      * times x^T (in, m) col-major (x row-major, ld ldx); beta = 1 is the residual add */
     return cuq_cublas_status(err, "dense cublasGemmEx",
                              cublasGemmEx(cb, CUBLAS_OP_T, CUBLAS_OP_N, w->out, m, w->in, &one, scratch, CUDA_R_16F,
-                                          w->kp, x, CUDA_R_16F, ldx, accumulate ? &one : &zero, y, CUDA_R_32F, ldy,
+                                          w->kp, x, CUDA_R_16F, ldx, accumulate ? &one : &zero, y,
+                                          y_half ? CUDA_R_16F : CUDA_R_32F, ldy,
                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 

@@ -51,6 +51,23 @@ static int lin(char *err, cu_state *s, bool dense, const cu_qw *w, const half *x
     return cuq_matmul(err, w, x, ldx, T, y, ldy, acc, CU_QMM_TILED, s->st);
 }
 
+/* gate|up of a large step into hmid = silu(g) * u: the dense path writes g|u as fp16 (half
+ * the bytes of the fp32 rows, written by cuBLAS and read back by SwiGLU: ~2 ms of a
+ * 2048-token prefill on the H100; the values are rounded to fp16 once more before SwiGLU,
+ * as fp16 inference does), the tiled kernel fp32. s->gu holds either ((MT, 2 I) floats). */
+static int gate_up(char *err, cu_state *s, bool dense, const cu_layer *d, int T) {
+    int rc;
+    if (dense) {
+        half *guh = reinterpret_cast<half *>(s->gu);
+        if ((rc = cuq_dense_ex(err, s->cb, &d->gu, s->xn, s->H, T, guh, true, 2 * s->I, false, s->dense,
+                               s->dense_len, s->st)))
+            return rc;
+        return cuo_swiglu_h(err, guh, T, s->I, s->hmid, s->st);
+    }
+    if ((rc = lin(err, s, dense, &d->gu, s->xn, s->H, T, s->gu, 2 * s->I, false))) return rc;
+    return cuo_swiglu(err, s->gu, T, s->I, s->hmid, s->st);
+}
+
 /* Attention of the chunk: segments of at least att_min queries through the flash-attention
  * kernel (head_dim 64/128; other head sizes, or AWQ_CUDA_ATTN_FA=0: tensor cores through cuBLAS),
  * the rest (and every token when s->nseg == 0) through the flash-decoding kernel. */
@@ -176,8 +193,7 @@ static int run_chunk(char *err, cu_state *s, int T, int nlast, int seq_first, in
             (rc = attn_step(err, s, T, splits, fused, &kv, false)) ||
             (rc = lin(err, s, dense, &d->o, s->att, s->qd, T, s->x, s->H, true)) ||
             (rc = cuo_rmsnorm(err, s->x, NULL, T, s->H, d->ffn_norm, s->eps, s->xn, s->st)) ||
-            (rc = lin(err, s, dense, &d->gu, s->xn, s->H, T, s->gu, 2 * s->I, false)) ||
-            (rc = cuo_swiglu(err, s->gu, T, s->I, s->hmid, s->st)) ||
+            (rc = gate_up(err, s, dense, d, T)) ||
             (rc = lin(err, s, dense, &d->down, s->hmid, s->I, T, s->x, s->H, true)))
             return rc;
     }

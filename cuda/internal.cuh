@@ -131,6 +131,10 @@ int cuq_dequant(char *err, const cu_qw *w, half *dst, cudaStream_t st);
  * workspace graph capture relies on). Borrows everything. */
 int cuq_dense(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, int ldx, int m, float *y, int ldy,
               bool accumulate, half *scratch, size_t scratch_len, cudaStream_t st);
+/* The same with y fp16 when y_half (then y is half *, rounded once from the fp32 sums): the
+ * prefill gate|up output, which only SwiGLU reads (half the bytes written and read back). */
+int cuq_dense_ex(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, int ldx, int m, void *y, bool y_half,
+                 int ldy, bool accumulate, half *scratch, size_t scratch_len, cudaStream_t st);
 /* A cuBLAS status as 0 / AWQ_EDEVICE (AWQ_ENOMEM for allocation failures) naming what. */
 int cuq_cublas_status(char *err, const char *what, cublasStatus_t cs);
 

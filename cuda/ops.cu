@@ -161,6 +161,50 @@ int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t s
     return 0;
 }
 
+/* h = silu(g) * u from fp16 gate|up rows (the prefill's dense gate|up GEMM writes fp16: half
+ * the bytes of the fp32 rows, for this kernel's read and the GEMM's write): grid (column
+ * blocks, T), 8 values of g and of u per thread (two 16-byte loads, both issued first), one
+ * 16-byte store; the same fp32 arithmetic as kernel_swiglu. I a multiple of 8 and 16-byte
+ * aligned rows, else the scalar loop. */
+static __global__ void __launch_bounds__(SWIGLU_THREADS)
+kernel_swiglu_h8(const half *__restrict__ gu, int I, half *__restrict__ h) {
+    const int i = (int)blockIdx.x * SWIGLU_THREADS + (int)threadIdx.x; /* 8-value unit */
+    if (i >= I / 8) return;
+    const uint4 *g = reinterpret_cast<const uint4 *>(gu + (size_t)blockIdx.y * 2 * I);
+    const uint4 *u = reinterpret_cast<const uint4 *>(gu + (size_t)blockIdx.y * 2 * I + I);
+    const uint4 gv = __ldcs(g + i), uv = __ldcs(u + i);
+    const half2 *g2 = reinterpret_cast<const half2 *>(&gv), *u2 = reinterpret_cast<const half2 *>(&uv);
+    uint4 o;
+    uint32_t *o2 = reinterpret_cast<uint32_t *>(&o);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float2 a = __half22float2(g2[k]), b = __half22float2(u2[k]);
+        o2[k] = cu_h2u(__floats2half2_rn(a.x / (1.0f + __expf(-a.x)) * b.x, a.y / (1.0f + __expf(-a.y)) * b.y));
+    }
+    reinterpret_cast<uint4 *>(h + (size_t)blockIdx.y * I)[i] = o;
+}
+
+static __global__ void kernel_swiglu_h(const half *__restrict__ gu, int I, half *__restrict__ h) {
+    const half *g = gu + (size_t)blockIdx.x * 2 * I, *u = g + I;
+    half *o = h + (size_t)blockIdx.x * I;
+    for (int i = threadIdx.x; i < I; i += blockDim.x) {
+        const float v = __half2float(g[i]);
+        o[i] = __float2half(v / (1.0f + __expf(-v)) * __half2float(u[i]));
+    }
+}
+
+int cuo_swiglu_h(char *err, const half *gu, int T, int I, half *h, cudaStream_t st) {
+    if (T <= 0) return 0;
+    if (I % 8 || !aligned(gu, 16) || !aligned(h, 16) || T > 65535) {
+        kernel_swiglu_h<<<T, OPS_THREADS * 2, 0, st>>>(gu, I, h);
+    } else {
+        kernel_swiglu_h8<<<dim3((unsigned)((I / 8 + SWIGLU_THREADS - 1) / SWIGLU_THREADS), (unsigned)T), SWIGLU_THREADS,
+                           0, st>>>(gu, I, h);
+    }
+    CU_LAUNCHED(err);
+    return 0;
+}
+
 #define ARGMAX_THREADS 1024 /* one block per row of 32k-120k logits */
 static __global__ void kernel_argmax(const float *__restrict__ logits, int V, int *__restrict__ out) {
     __shared__ float sv[32];

@@ -14,6 +14,8 @@ int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const 
                 half *out, cudaStream_t st);
 /* h (T, I) fp16 = silu(gu[:, :I]) * gu[:, I:], gu (T, 2I) fp32. */
 int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t st);
+/* The same from fp16 gate|up rows (T, 2 I) halves: the dense path's gate|up output. */
+int cuo_swiglu_h(char *err, const half *gu, int T, int I, half *h, cudaStream_t st);
 /* out[i] = argmax of logits row i (V floats); ties go to the lowest id (as the CPU). */
 int cuo_argmax(char *err, const float *logits, int n, int V, int *out, cudaStream_t st);
 
