@@ -152,14 +152,24 @@ typedef struct gs_geo {
     int stage_bytes;               /* 2 S 512 + 2 szs 48 */
     int R;                         /* stages per warp */
     int xk_max;                    /* k span of any block's x slice (halves, without the +8 pad) */
-    int order;                     /* 0: slab-major, warps interleaved; 1: pair-major, warp-contiguous runs */
+    int order;                     /* 0: slab-major, warps interleaved; 1: pair-major, warp-contiguous runs;
+                                    * 2 (wgmma step): items of a pair's two slabs of one slab group,
+                                    * group-major, warps interleaved by item (gs_plan) */
 } gs_geo;
 
 /* The next unit of a warp, step units on, without dividing (a division by a run-time value
  * is ~20 instructions; ncu counted ~1000 instructions per 4 KB unit before this): order 0
- * walks pairs within a slab, order 1 slabs within a pair. */
+ * walks pairs within a slab, order 1 slabs within a pair, order 2 (step ignored) the two slabs
+ * of an item, then the item GS_WARPS on (a block never leaves its slab group). */
 __device__ __forceinline__ void gs_adv(const gs_geo &g, int &s, int &p, int step) {
-    if (g.order == 0) {
+    if (g.order == 2) { /* the item's second slab, else the warp's next item: GS_WARPS pairs on */
+        if ((s & 1) == 0) {
+            s++;
+        } else {
+            s--;
+            p += GS_WARPS;
+        }
+    } else if (g.order == 0) {
         p += step;
         while (p >= g.npairs) {
             p -= g.npairs;
@@ -230,12 +240,20 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     /* this warp's units, i < nmine: order 0: u0 + warp + i * GS_WARPS; order 1: a contiguous
      * run (consecutive k slabs of a pair: longer sequential reads, one flush per pair) */
     const int per = (geo.upb + GS_WARPS - 1) / GS_WARPS;
-    const int nmine = geo.order == 0 ? (u0 + warp < u1 ? (u1 - u0 - warp + GS_WARPS - 1) / GS_WARPS : 0)
-                                     : max(0, min(per, u1 - (u0 + warp * per)));
+    /* order 2: items (two units: slabs 2 sg, 2 sg + 1 of pair p) v = u / 2, warp w takes items
+     * v0 + w, v0 + w + GS_WARPS, ... */
+    const int v0 = u0 >> 1, v1 = u1 >> 1;
+    const int nmine = geo.order == 2   ? (v0 + warp < v1 ? 2 * ((v1 - v0 - warp + GS_WARPS - 1) / GS_WARPS) : 0)
+                      : geo.order == 0 ? (u0 + warp < u1 ? (u1 - u0 - warp + GS_WARPS - 1) / GS_WARPS : 0)
+                                       : max(0, min(per, u1 - (u0 + warp * per)));
     const int ustep = geo.order == 0 ? GS_WARPS : 1;
     /* (slab, pair) of the warp's first unit; cursors advance by gs_adv from there */
     int s_first_u, p_first_u;
-    {
+    if (geo.order == 2) {
+        const int v = v0 + warp, sg = v / geo.npairs;
+        p_first_u = v - sg * geo.npairs;
+        s_first_u = 2 * sg;
+    } else {
         const int u = geo.order == 0 ? u0 + warp : u0 + warp * per;
         if (geo.order == 0) {
             s_first_u = u / geo.npairs;
@@ -284,6 +302,9 @@ kernel_qmm_gemv_stream(cuq_in in, int M, int K, const uint4 *__restrict__ wq, co
     if (geo.order == 0 && u0 < u1) {
         s_first = u0 / geo.npairs;
         s_last = (u1 - 1) / geo.npairs;
+    } else if (geo.order == 2) { /* the block's slab group */
+        s_first = 2 * (v0 / geo.npairs);
+        s_last = s_first + 1;
     }
     const int xk0 = s_first * S * 128, xk1 = min((s_last + 1) * S * 128, geo.nkb * 128);
     const int lds = xk1 - xk0 + 8; /* +8 halves: the eight ldmatrix rows land in distinct banks */
@@ -609,6 +630,37 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
     CU_RET(err, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     const int sms = cuq_num_sms();
     const int rcap = gs_env("AWQ_CUDA_GEMV_R", GS_RMAX);
+    /* wgmma step, order 2: each warp adds a pair's two slabs up in registers before its atomics
+     * (half the atomics of order 0: they were ~25 % of a 64-row launch; H100, 64 rows: gate_up
+     * 72.5 -> 65.8 us). A block stays in one slab group (x of two slabs, as order 0's), so its
+     * items must divide the pairs: taken when that still fills >= 90 % of the SMs
+     * (AWQ_CUDA_GEMV_ORDER=2: whenever it fits, tests; =0: never) */
+    const int ord_env = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER);
+    if (wg && g->nslab % 2 == 0 && ord_env != 0) {
+        const int groups = g->nslab / 2;
+        int best = 0; /* the smallest run of items (most blocks) that fits the SMs once */
+        for (int ipb = 4; ipb <= g->npairs && !best; ipb += 4)
+            if (g->npairs % ipb == 0 && groups * (g->npairs / ipb) <= sms) best = ipb;
+        /* and each warp gets >= 2 items, the same number: with fewer, order 0's blocks (one
+         * slab: x half the size, twice the stages) measured faster (qkv, o at 32 / 64 rows) */
+        if (best && (ord_env == 2 || (10 * groups * (g->npairs / best) >= 9 * sms && best % GS_WARPS == 0 &&
+                                      best >= 2 * GS_WARPS))) {
+            const long xbytes = (long)8 * mt * 2 * S * 128 * 2;
+            const long budget = (long)optin - (long)GS_STATIC;
+            int R = (int)((budget - xbytes) / ((long)GS_WARPS * g->stage_bytes));
+            if (R > rcap) R = rcap;
+            if (R > GS_RMAX) R = GS_RMAX;
+            if (R >= 1) {
+                g->order = 2;
+                g->upb = 2 * best;
+                g->R = R;
+                g->xk_max = 2 * S * 128;
+                *grid = groups * (g->npairs / best);
+                *smem = (size_t)GS_WARPS * R * g->stage_bytes + (size_t)xbytes;
+                return 0;
+            }
+        }
+    }
     /* the shared memory of an SM goes to two blocks (16 warps) when that leaves >= 2 stages per
      * warp, else to one; then the grid is what fits, at least one block per k slab so no block
      * spans more than two slabs of x */
