@@ -78,6 +78,7 @@ typedef struct cfg {
         int64_t max_sequences;
         int64_t kv_cache_mb;               /* 0 = auto */
         bool cpu_fallback;
+        bool prefill_fp16_weights;         /* CUDA: fp16 weight copies for prompts */
     } model;
     struct cfg_generation {
         int64_t max_tokens;

@@ -86,11 +86,15 @@ int cuq_dense_ex(char *err, cublasHandle_t cb, const cu_qw *w, const half *x, in
     if (ldx % 8 || ldx < w->in || ldy < w->out)
         return awq_seterr(err, AWQ_EINVAL, "cuq_dense: ldx %d (multiple of 8, >= %d), ldy %d (>= %d)", ldx, w->in,
                           ldy, w->out);
-    if (scratch_len < cuq_dense_bytes(w))
-        return awq_seterr(err, AWQ_EINTERNAL, "cuq_dense: scratch of %zu bytes < %zu for (%d, %d)", scratch_len,
-                          cuq_dense_bytes(w), w->out, w->kp);
-    int rc = cuq_dequant(err, w, scratch, st);
-    if (rc) return rc;
+    if (w->f16) {
+        scratch = w->f16; /* dequantized once at load */
+    } else {
+        if (scratch_len < cuq_dense_bytes(w))
+            return awq_seterr(err, AWQ_EINTERNAL, "cuq_dense: scratch of %zu bytes < %zu for (%d, %d)", scratch_len,
+                              cuq_dense_bytes(w), w->out, w->kp);
+        int rc = cuq_dequant(err, w, scratch, st);
+        if (rc) return rc;
+    }
     const float one = 1.0f, zero = 0.0f;
     /* cb must already run on st: cublasSetStream here would drop a user workspace (graph
      * capture must not allocate) */

@@ -36,6 +36,8 @@ typedef struct cu_qw {
     uint4 *w;      /* device, see above */
     void *sz;      /* device, CU_SZ_WORDS uint32 per (tile, group) */
     size_t bytes;  /* device bytes of w + sz */
+    half *f16;     /* device (out, kp) fp16 copy, (q - z) * s (cuq_dequant), for the dense path
+                    * (eng_backend_opts.fp16_weights), or NULL: cuq_dense dequantizes per call */
 } cu_qw;
 
 /* Shape check shared by every upload path: AWQ_EINVAL with the field named. */

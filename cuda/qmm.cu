@@ -77,6 +77,7 @@ void cuq_release(cu_qw *q) {
     if (!q) return;
     cudaFree(q->w);
     cudaFree(q->sz);
+    cudaFree(q->f16);
     memset(q, 0, sizeof *q);
 }
 

@@ -168,6 +168,7 @@ static int open_backend(char *err, eng_llm *l, const awqd_open_opts *o) {
         .max_seqs = o->max_seqs,
         .kv_budget = o->kv_budget,
         .no_cpu_fallback = !o->cpu_fallback,
+        .fp16_weights = o->fp16_weights,
     };
     return eng_llm_open_backend(err, l, &lo);
 }

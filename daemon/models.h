@@ -56,6 +56,7 @@ typedef struct awqd_open_opts {
     bool cpu_fallback;  /* auto: use the CPU when the GPU cannot start */
     int threads, max_ctx, max_seqs;
     size_t kv_budget;
+    bool fp16_weights;  /* model.prefill_fp16_weights */
 } awqd_open_opts;
 
 /* Open dir in stages: checkpoint mapped and validated (eng_model_load), tokenizer and

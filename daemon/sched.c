@@ -332,6 +332,7 @@ static int load(char *err, awqd *d, const char *dir, uint64_t conn, uint32_t id)
     o.max_ctx = (int)c->model.context;
     o.max_seqs = (int)c->model.max_sequences;
     o.kv_budget = (size_t)c->model.kv_cache_mb << 20;
+    o.fp16_weights = c->model.prefill_fp16_weights;
     plat_mutex_unlock(&d->cfg_mu);
     plat_mutex_lock(&d->snap_mu);
     d->snap.loading = true;

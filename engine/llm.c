@@ -22,6 +22,7 @@ int eng_llm_open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
         .max_seqs = o->max_seqs > 0 ? o->max_seqs : 1,
         .kv_budget = o->kv_budget,
         .device = o->gpu,
+        .fp16_weights = o->fp16_weights,
     };
     bool want_cuda = !strcmp(dev, "cuda"), autod = !strcmp(dev, "auto");
     if (!want_cuda && !autod && strcmp(dev, "cpu"))

@@ -28,6 +28,7 @@ typedef struct eng_llm_opts {
     size_t kv_budget;   /* 0 = backend decides */
     int gpu;            /* CUDA device ordinal */
     bool no_cpu_fallback; /* device "auto": fail instead of using the CPU when CUDA cannot start */
+    bool fp16_weights;  /* CUDA: fp16 weight copies for prompts (eng_backend_opts) */
 } eng_llm_opts;
 
 typedef struct eng_llm {

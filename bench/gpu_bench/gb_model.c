@@ -73,13 +73,14 @@ static double decode(gbm *g, const int *slots, int n, int start, int steps, int3
     return per;
 }
 
-void gb_model(const char *dir, double copy_gbps, int decode_only) {
+void gb_model(const char *dir, double copy_gbps, int decode_only, int fp16_weights) {
     char err[AWQ_ERR_LEN];
     eng_model *m = NULL;
     uint64_t t0 = plat_now_ns();
     if (eng_model_load(err, dir, &m)) die("load", err);
     double t_map = secs(t0);
-    eng_backend_opts o = {.threads = 0, .max_ctx = 4096, .max_seqs = 64, .kv_budget = 0, .device = 0};
+    eng_backend_opts o = {
+        .threads = 0, .max_ctx = 4096, .max_seqs = 64, .kv_budget = 0, .device = 0, .fp16_weights = fp16_weights != 0};
     gbm g = {&eng_cuda_backend, NULL, m->cfg.vocab};
     t0 = plat_now_ns();
     if (g.ops->create(err, m, &o, &g.st)) die("create", err);
@@ -89,14 +90,22 @@ void gb_model(const char *dir, double copy_gbps, int decode_only) {
     /* bytes one decode step must stream: every repacked weight and the fp16 lm_head, not the
      * embedding table (one row per token) unless it is the lm_head */
     const size_t sb = cu_scratch_bytes(g.st); /* inside wb, but no decode step streams it */
-    double step_bytes =
-        (double)(wb - sb) - (m->lm_head == m->embed ? 0.0 : (double)m->cfg.vocab * m->cfg.hidden * 2);
+    /* nor the fp16 weight copies (prefill only) */
+    size_t f16b = 0;
+    for (int i = 0; fp16_weights && i < m->cfg.layers; i++) {
+        const eng_layer *L = &m->layers[i];
+        const eng_qlinear *ls[7] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+        for (int j = 0; j < 7; j++) f16b += (size_t)ls[j]->out * ((size_t)(ls[j]->in + 127) / 128 * 128) * 2;
+    }
+    double step_bytes = (double)(wb - sb - f16b) -
+                        (m->lm_head == m->embed ? 0.0 : (double)m->cfg.vocab * m->cfg.hidden * 2);
     int slots[64];
     int32_t am[64];
     for (int i = 0; i < 64; i++)
         if (g.ops->slot_alloc(err, g.st, &slots[i])) die("slot", err);
 
-    printf("### Whole model (%s): %d layers, hidden %d, vocab %d\n\n", dir, m->cfg.layers, m->cfg.hidden, m->cfg.vocab);
+    printf("### Whole model (%s): %d layers, hidden %d, vocab %d%s\n\n", dir, m->cfg.layers, m->cfg.hidden,
+           m->cfg.vocab, fp16_weights ? "; fp16 weight copies for the dense path (prefill_fp16_weights)" : "");
     printf("| what | value | note |\n| --- | --- | --- |\n");
     printf("| load: map + validate | %.3f s | eng_model_load |\n", t_map);
     printf("| load: upload + repack (page cache -> GPU) | %.3f s | %.1f GB/s of %.2f GB checkpoint; target <= 1 s |\n",
@@ -193,9 +202,10 @@ void gb_profile(const char *dir, int nseq, int plen, int steps) {
     (void)plen;
     (void)steps;
 }
-void gb_model(const char *dir, double copy_gbps, int decode_only) {
+void gb_model(const char *dir, double copy_gbps, int decode_only, int fp16_weights) {
     (void)dir;
     (void)copy_gbps;
     (void)decode_only;
+    (void)fp16_weights;
 }
 #endif

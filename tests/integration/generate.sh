@@ -24,6 +24,8 @@ n_ids=$(echo "$out" | sed 's/.*"ids":\[\([^]]*\)\].*/\1/' | tr ',' '\n' | wc -l)
 check "12 ids generated" '[ "$n_ids" -eq 12 ]'
 out2=$("$R" generate -m "$T/m" -n 12 --seed 3 --json -- "Hello! Who are you?")
 check "same seed, same ids and text" '[ "$(echo "$out" | sed "s/,\"timings.*//")" = "$(echo "$out2" | sed "s/,\"timings.*//")" ]'
+out3=$("$R" generate -m "$T/m" -n 12 --seed 3 --json --fp16-weights -- "Hello! Who are you?")
+check "--fp16-weights (a CUDA setting) gives the same ids" '[ "$(echo "$out" | sed "s/,\"timings.*//")" = "$(echo "$out3" | sed "s/,\"timings.*//")" ]'
 raw=$("$R" generate -m "$T/m" -n 4 --raw --temperature 0 --json -- "Hello")
 check "--raw adds BOS to the plain text" 'echo "$raw" | grep -q "\"prompt_ids\":\[1,22557\]"'
 txt=$("$R" generate -m "$T/m" -n 20 --temperature 0 -- "Hello")

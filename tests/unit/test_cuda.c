@@ -308,9 +308,13 @@ typedef struct be {
     void *st;
 } be;
 
+/* eng_backend_opts.fp16_weights of the next be_open calls (the CPU backend ignores it) */
+static bool g_fp16w;
+
 static int be_open(be *b, const eng_backend_ops *ops, const eng_model *m, int max_ctx, int max_seqs, size_t kv) {
     char err[AWQ_ERR_LEN];
-    eng_backend_opts o = {.threads = 2, .max_ctx = max_ctx, .max_seqs = max_seqs, .kv_budget = kv, .device = 0};
+    eng_backend_opts o = {
+        .threads = 2, .max_ctx = max_ctx, .max_seqs = max_seqs, .kv_budget = kv, .device = 0, .fp16_weights = g_fp16w};
     b->ops = ops;
     b->st = NULL;
     int rc = ops->create(err, m, &o, &b->st);
@@ -524,6 +528,42 @@ static void test_dense_paths(void) {
         fwd_compare_env("cuda-7.8", "a 2100-token prompt over two chunks, full causal", &a.m, 1, pll, 2, false, NULL,
                         "32", NULL);
     }
+
+    /* prefill_fp16_weights: the dense path reads the load-time fp16 copies (no dequant per
+     * step), decode still the 4-bit kernels; memory() counts the copies */
+    g_fp16w = true;
+    fwd_compare_env("cuda-7.11", "fp16 weight copies: dense linears everywhere, hd 64", &a.m, 1, p1, 8, false, "1",
+                    "8", "16");
+    fwd_compare_env("cuda-7.12", "fp16 weight copies: head_dim 16, group 32 (padded k)", &c.m, 2, p4, 4, false, "1",
+                    "8", "16");
+    fwd_compare_env("cuda-7.13", "fp16 weight copies, default thresholds: a 300-token prompt then decode", &a.m, 1, pl,
+                    3, false, NULL, NULL, NULL);
+    CASE("cuda-7.14", "fp16 weight copies are counted in memory(): every linear's (out, kp) halves");
+    {
+        be g0, g1;
+        g_fp16w = false;
+        int r0 = be_open(&g0, &eng_cuda_backend, &a.m, 256, 2, (size_t)1 << 24);
+        g_fp16w = true;
+        int r1 = be_open(&g1, &eng_cuda_backend, &a.m, 256, 2, (size_t)1 << 24);
+        CHECK_EQ(r0, 0);
+        CHECK_EQ(r1, 0);
+        if (!r0 && !r1) {
+            size_t w0 = 0, w1 = 0, k0 = 0, k1 = 0;
+            g0.ops->memory(g0.st, &w0, &k0);
+            g1.ops->memory(g1.st, &w1, &k1);
+            /* per layer: qkv (hidden + 2 kv) x 256, o 256 x 256, gate|up 1024 x 256, down 256 x 512 */
+            const eng_config *cf = &a.m.cfg;
+            const size_t kvd = (size_t)cf->kv_heads * cf->head_dim;
+            const size_t want = (size_t)cf->layers * 2 *
+                                (((size_t)cf->hidden + 2 * kvd) * cf->hidden + (size_t)cf->hidden * cf->hidden +
+                                 2 * (size_t)cf->intermediate * cf->hidden + (size_t)cf->hidden * cf->intermediate);
+            if (w1 - w0 != want) fprintf(stderr, "  weights %zu -> %zu: +%zu, want +%zu\n", w0, w1, w1 - w0, want);
+            CHECK_EQ(w1 - w0, want);
+        }
+        if (!r0) g0.ops->destroy(g0.st);
+        if (!r1) g1.ops->destroy(g1.st);
+    }
+    g_fp16w = false;
 
     CASE("cuda-7.9", "the scratch is counted in memory() and reported by cu_scratch_bytes");
     be g;

@@ -3,15 +3,17 @@
  *
  *   awq-run generate -m DIR [--raw] [--system TEXT] [-n N] [--temperature T] [--top-k K]
  *                    [--top-p P] [--min-p P] [--seed S] [--stop STR]... [--json] [--threads N]
- *                    [--device cpu|cuda|auto] [--ctx N] -- TEXT
+ *                    [--device cpu|cuda|auto] [--ctx N] [--fp16-weights] -- TEXT
  *     Without --raw, TEXT is one user message (after --system) rendered by the model's chat
  *     template with add_generation_prompt and tokenized without adding BOS (the template has
  *     it); with --raw, TEXT is tokenized as Hugging Face tokenizer(TEXT) (BOS added). Text is
  *     streamed to stdout as it is made; --json prints only one object at the end. Defaults come
  *     from generation_config.json, then -n 256 unless it sets max_new_tokens.
- *   awq-run bench -m DIR [--threads N] [--prompt N] [--gen N] [--device D]
+ *   awq-run bench -m DIR [--threads N] [--prompt N] [--gen N] [--device D] [--fp16-weights]
  *     prefill tok/s, decode tok/s, weight bytes streamed per decode token as GB/s, and the
  *     membw probe measured in the same run.
+ *   --fp16-weights: CUDA keeps fp16 weight copies for prompts (the daemon's
+ *     model.prefill_fp16_weights).
  * Exit codes: 0 ok, 1 bad input (one line "awq-run: ..." on stderr), 2 usage.
  */
 #include <errno.h>
@@ -28,7 +30,7 @@
 
 typedef struct gen_opts {
     const char *dir, *system, *device, *text;
-    bool raw, json;
+    bool raw, json, fp16w;
     int threads, ctx, n_prompt, n_gen;
     bool n_given;
     int n;
@@ -44,15 +46,17 @@ typedef struct gen_opts {
 static void usage_generate(FILE *f) {
     fprintf(f, "usage: awq-run generate -m DIR [--raw] [--system TEXT] [-n N] [--temperature T] [--top-k K]\n"
                "         [--top-p P] [--min-p P] [--seed S] [--stop STR]... [--json] [--threads N]\n"
-               "         [--device cpu|cuda|auto] [--ctx N] -- TEXT\n"
+               "         [--device cpu|cuda|auto] [--ctx N] [--fp16-weights] -- TEXT\n"
                "  TEXT is one user message rendered by the chat template (--raw: tokenized as is, BOS added).\n"
                "  -n defaults to generation_config.json's max_new_tokens, else 256; --temperature 0 is greedy.\n");
 }
 
 static void usage_bench(FILE *f) {
     fprintf(f, "usage: awq-run bench -m DIR [--threads N] [--prompt N] [--gen N] [--device cpu|cuda|auto] [--ctx N]\n"
+               "         [--fp16-weights]\n"
                "  defaults: --prompt 128 --gen 32; prints prefill and decode tok/s, weight GB/s and the\n"
-               "  read-bandwidth probe of the same run.\n");
+               "  read-bandwidth probe of the same run. --fp16-weights: CUDA keeps fp16 weight copies for\n"
+               "  prompts (model.prefill_fp16_weights).\n");
 }
 
 static int bad(const char *opt, const char *v, const char *want) {
@@ -95,6 +99,10 @@ static int parse(int argc, char **argv, bool bench, gen_opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return -1;
+        }
+        if (!strcmp(a, "--fp16-weights")) {
+            o->fp16w = true;
+            continue;
         }
         bool flag = !strcmp(a, "--raw") || !strcmp(a, "--json");
         if (flag && !bench) {
@@ -195,7 +203,8 @@ int cmd_generate(int argc, char **argv) {
     size_t n_ids = 0;
     awq_buf text = {0}, js = {0};
     int ret = 1;
-    eng_llm_opts lo = {.device = o.device, .threads = o.threads, .max_ctx = o.ctx, .max_seqs = 1};
+    eng_llm_opts lo = {
+        .device = o.device, .threads = o.threads, .max_ctx = o.ctx, .max_seqs = 1, .fp16_weights = o.fp16w};
     if (eng_llm_open(err, o.dir, &lo, &l)) goto out_err;
     /* the prompt */
     if (o.raw) {
@@ -298,7 +307,8 @@ int cmd_bench(int argc, char **argv) {
     int32_t *ids = NULL;
     int ret = 1;
     int ctx = o.ctx ? o.ctx : o.n_prompt + o.n_gen;
-    eng_llm_opts lo = {.device = o.device, .threads = o.threads, .max_ctx = ctx, .max_seqs = 1};
+    eng_llm_opts lo = {
+        .device = o.device, .threads = o.threads, .max_ctx = ctx, .max_seqs = 1, .fp16_weights = o.fp16w};
     if (eng_llm_open(err, o.dir, &lo, &l)) goto out_err;
     if (o.n_prompt + o.n_gen > l->max_ctx) {
         awq_seterr(err, AWQ_ECONTEXT, "--prompt %d + --gen %d exceed the context of %d tokens", o.n_prompt, o.n_gen,
