@@ -5,6 +5,7 @@
 #
 #   bench/gpu.sh [all|test|kernels|model|sass|profile|breakdown|ab]    (default all)
 # breakdown: ncu kernel times of one decode step at 1 and 64 streams and of a 2048-token prefill
+# (AWQ_BREAKDOWN_FP16=1: the prefill again with the fp16 weight copies)
 # ab: one env switch A/B in one short call: AWQ_AB=VAR=VALUE (e.g. AWQ_CUDA_GEMV_ZFOLD=1); the
 # checkpoint is written in the background while the decode kernel rows run without and with the
 # switch, then unit.cuda with it set, then the decode model rows (gpu_bench --decode-only) both ways.
@@ -157,6 +158,7 @@ if [ "$what" = breakdown ]; then # where the time of a whole step goes, at real 
     step_table "one decode step of 1 stream" --profile-decode 1
     step_table "one decode step of 64 streams" --profile-decode 64
     step_table "prefill of 2048 tokens" --profile-prefill 2048
+    [ -n "${AWQ_BREAKDOWN_FP16:-}" ] && step_table "prefill of 2048 tokens, fp16 weight copies" --profile-prefill 2048 --fp16-weights
 fi
 echo
 echo "total: $(( $(date +%s) - t0 )) s"

@@ -170,12 +170,17 @@ void gb_model(const char *dir, double copy_gbps, int decode_only, int fp16_weigh
     g.ops->destroy(g.st);
     eng_model_free(m);
 }
-void gb_profile(const char *dir, int nseq, int plen, int steps) {
+void gb_profile(const char *dir, int nseq, int plen, int steps, int fp16_weights) {
     char err[AWQ_ERR_LEN];
     eng_model *m = NULL;
     if (nseq < 1 || nseq > 64 || plen < 1 || plen > 4096 || steps < 0) die("profile", "bad shape");
     if (eng_model_load(err, dir, &m)) die("load", err);
-    eng_backend_opts o = {.threads = 0, .max_ctx = 4096, .max_seqs = nseq, .kv_budget = (size_t)4 << 30, .device = 0};
+    eng_backend_opts o = {.threads = 0,
+                          .max_ctx = 4096,
+                          .max_seqs = nseq,
+                          .kv_budget = (size_t)4 << 30,
+                          .device = 0,
+                          .fp16_weights = fp16_weights != 0};
     gbm g = {&eng_cuda_backend, NULL, m->cfg.vocab};
     if (g.ops->create(err, m, &o, &g.st)) die("create", err);
     int slots[64];
@@ -196,8 +201,9 @@ void gb_profile(const char *dir, int nseq, int plen, int steps) {
     eng_model_free(m);
 }
 #else
-void gb_profile(const char *dir, int nseq, int plen, int steps) {
+void gb_profile(const char *dir, int nseq, int plen, int steps, int fp16_weights) {
     (void)dir;
+    (void)fp16_weights;
     (void)nseq;
     (void)plen;
     (void)steps;

@@ -7,5 +7,5 @@
 void gb_model(const char *dir, double copy_gbps, int decode_only, int fp16_weights);
 /* Load dir, prefill nseq sequences of plen tokens in one batch, then run steps + 1 greedy decode
  * steps of all of them, or (steps 0) the same prefill twice (a target for ncu); exits on error. */
-void gb_profile(const char *dir, int nseq, int plen, int steps);
+void gb_profile(const char *dir, int nseq, int plen, int steps, int fp16_weights);
 #endif

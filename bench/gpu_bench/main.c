@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (prof[0] && model) { /* a prefill and a few decode steps, nothing else: for ncu */
-        gb_profile(model, prof[0], prof[1], prof[2]);
+        gb_profile(model, prof[0], prof[1], prof[2], fp16w);
         return 0;
     }
     if (cu_device_info(err, 0, name, sizeof name, &fr, &tot)) die("device", err);
