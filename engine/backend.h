@@ -41,6 +41,35 @@ typedef struct eng_batch {
     int32_t *argmax;         /* (n_seq) out; NULL when not wanted */
 } eng_batch;
 
+/* The checks every backend's forward makes before it touches anything (shared so the two
+ * backends refuse the same batches with the same words): 1..max_seqs entries, each on an
+ * allocated slot (used(st, slot)) that no other entry uses, >= 1 token at a position >= 0,
+ * positions inside max_ctx (AWQ_ECONTEXT), token ids inside the vocabulary (AWQ_ERANGE). */
+static inline int eng_batch_check(char *err, const eng_batch *b, int max_seqs, int max_ctx, int vocab,
+                                  bool (*used)(const void *st, int slot), const void *st) {
+    if (b->n_seq <= 0 || b->n_seq > max_seqs)
+        return awq_seterr(err, AWQ_EINVAL, "batch of %d sequences; this backend holds 1..%d", b->n_seq, max_seqs);
+    size_t total = 0;
+    for (int i = 0; i < b->n_seq; i++) {
+        const int sl = b->slot[i];
+        if (sl < 0 || sl >= max_seqs || !used(st, sl))
+            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: slot %d is not allocated", i, sl);
+        for (int j = 0; j < i; j++)
+            if (b->slot[j] == sl) return awq_seterr(err, AWQ_EINVAL, "batch entries %d and %d share slot %d", j, i, sl);
+        if (b->n_tokens[i] < 1 || b->pos[i] < 0)
+            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: %d tokens at position %d", i, b->n_tokens[i], b->pos[i]);
+        if ((long long)b->pos[i] + b->n_tokens[i] > max_ctx)
+            return awq_seterr(err, AWQ_ECONTEXT, "batch entry %d: positions %d..%d exceed the context of %d tokens", i,
+                              b->pos[i], b->pos[i] + b->n_tokens[i] - 1, max_ctx);
+        total += (size_t)b->n_tokens[i];
+    }
+    for (size_t i = 0; i < total; i++)
+        if (b->tokens[i] < 0 || b->tokens[i] >= vocab)
+            return awq_seterr(err, AWQ_ERANGE, "token %zu of the batch: id %d outside the vocabulary of %d", i,
+                              (int)b->tokens[i], vocab);
+    return 0;
+}
+
 typedef struct eng_backend_ops {
     const char *name; /* "cpu", "cuda" */
     /* Prepare weights (repack/upload) and the KV cache; *state owned by the backend. */

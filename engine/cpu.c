@@ -282,31 +282,14 @@ static int run_layers(char *err, cpu_state *s, int n) {
     return 0;
 }
 
+static bool cpu_slot_used(const void *st, int slot) { return ((const cpu_state *)st)->slots[slot].used; }
+
 static int cpu_forward(char *err, void *state, const eng_batch *b) {
     cpu_state *s = state;
     const eng_config *c = &s->m->cfg;
     const int H = c->hidden, V = c->vocab;
     int rc;
-    if (b->n_seq <= 0 || b->n_seq > s->max_seqs)
-        return awq_seterr(err, AWQ_EINVAL, "batch of %d sequences; this backend holds 1..%d", b->n_seq, s->max_seqs);
-    size_t total = 0;
-    for (int i = 0; i < b->n_seq; i++) {
-        int sl = b->slot[i];
-        if (sl < 0 || sl >= s->max_seqs || !s->slots[sl].used)
-            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: slot %d is not allocated", i, sl);
-        for (int j = 0; j < i; j++)
-            if (b->slot[j] == sl) return awq_seterr(err, AWQ_EINVAL, "batch entries %d and %d share slot %d", j, i, sl);
-        if (b->n_tokens[i] < 1 || b->pos[i] < 0)
-            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: %d tokens at position %d", i, b->n_tokens[i], b->pos[i]);
-        if ((long long)b->pos[i] + b->n_tokens[i] > s->max_ctx)
-            return awq_seterr(err, AWQ_ECONTEXT, "batch entry %d: positions %d..%d exceed the context of %d tokens", i,
-                              b->pos[i], b->pos[i] + b->n_tokens[i] - 1, s->max_ctx);
-        total += (size_t)b->n_tokens[i];
-    }
-    for (size_t i = 0; i < total; i++)
-        if (b->tokens[i] < 0 || b->tokens[i] >= V)
-            return awq_seterr(err, AWQ_ERANGE, "token %zu of the batch: id %d outside the vocabulary of %d", i,
-                              (int)b->tokens[i], V);
+    if ((rc = eng_batch_check(err, b, s->max_seqs, s->max_ctx, V, cpu_slot_used, s))) return rc;
     /* sub-batches of at most CPU_MAX_M tokens, in sequence order */
     int seq = 0, off = 0; /* next token: sequence seq, its token off */
     size_t ti = 0;        /* index into b->tokens */
