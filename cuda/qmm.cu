@@ -178,6 +178,51 @@ int cuq_upload(char *err, const eng_qlinear *l, cu_qw *dst, int tile_off, void *
 #define SK_XS_BYTES (64 << 10) /* x slice budget: sets the k range per split for large m */
 #define SK_W_BYTES (SK_WARPS * SK_STAGES * SK_NT * 512)
 
+/* One k128 block of the cp.async weight rings (the skinny and ring GEMV kernels): lane's slot
+ * base wb ((SK_STAGES, NT, 32) uint4 per warp), tiles' sources src. Issues the copies of block
+ * kb + SK_STAGES - 1 (when it is < kb1), commits, runs next (the following block's
+ * zeros/scales, when kb + 1 < kb1) while they fly, waits for block kb and returns its NT
+ * words of this lane in w. */
+template <int NT, typename F>
+__device__ __forceinline__ void sk_ring_step(uint4 *wb, const uint4 *const *src, int kb, int kb0, int kb1, F next,
+                                             uint4 (&w)[NT]) {
+    const int it = kb - kb0;
+    if (kb + SK_STAGES - 1 < kb1) {
+        const int slot = (it + SK_STAGES - 1) % SK_STAGES;
+#pragma unroll
+        for (int i = 0; i < NT; i++)
+            cu_cp_async16(wb + (slot * NT + i) * 32, src[i] + (size_t)(kb + SK_STAGES - 1) * 32, 16);
+    }
+    cu_cp_commit();
+    if (kb + 1 < kb1) next();
+    cu_cp_wait<SK_STAGES - 1>();
+#pragma unroll
+    for (int i = 0; i < NT; i++) w[i] = wb[((it % SK_STAGES) * NT + i) * 32];
+}
+
+/* The ring's start: this lane's source of each of the warp's NT tiles (t0.., the last tile
+ * repeated past ntiles) and of their zeros/scales, then (live warps) the copies of the first
+ * SK_STAGES - 1 blocks of [kb0, kb1), one commit group each. */
+template <int NT>
+__device__ __forceinline__ void sk_ring_start(const uint4 *wq, const uint32_t *sz, int nkb, int gp, int t0, int ntiles,
+                                              int lane, int kb0, int kb1, uint4 *wb, bool live, const uint4 *(&src)[NT],
+                                              const uint32_t *(&sp)[NT]) {
+#pragma unroll
+    for (int i = 0; i < NT; i++) {
+        const int t = min(t0 + i, ntiles - 1);
+        src[i] = wq + (size_t)t * nkb * 32 + lane;
+        sp[i] = sz + (size_t)t * gp * CU_SZ_WORDS;
+    }
+    if (!live) return;
+#pragma unroll
+    for (int st = 0; st < SK_STAGES - 1; st++) {
+        if (kb0 + st < kb1)
+#pragma unroll
+            for (int i = 0; i < NT; i++) cu_cp_async16(wb + (st * NT + i) * 32, src[i] + (size_t)(kb0 + st) * 32, 16);
+        cu_cp_commit();
+    }
+}
+
 template <int MT, int GE>
 static __global__ void __launch_bounds__(SK_WARPS * 32)
 kernel_qmm_skinny(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uint32_t *__restrict__ sz, int N,
@@ -221,22 +266,7 @@ kernel_qmm_skinny(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const u
         const bool live = t0 < ntiles; /* idle warps still reach the barrier below */
         const uint4 *src[SK_NT];
         const uint32_t *sp[SK_NT];
-#pragma unroll
-        for (int i = 0; i < SK_NT; i++) {
-            int t = min(t0 + i, ntiles - 1);
-            src[i] = wq + (size_t)t * nkb * 32 + lane;
-            sp[i] = sz + (size_t)t * gp * CU_SZ_WORDS;
-        }
-        if (live) {
-#pragma unroll
-            for (int st = 0; st < SK_STAGES - 1; st++) {
-                if (kb0 + st < kb1)
-#pragma unroll
-                    for (int i = 0; i < SK_NT; i++)
-                        cu_cp_async16(wb + (st * SK_NT + i) * 32, src[i] + (size_t)(kb0 + st) * 32, 16);
-                cu_cp_commit();
-            }
-        }
+        sk_ring_start<SK_NT>(wq, sz, nkb, gp, t0, ntiles, lane, kb0, kb1, wb, live, src, sp);
         __syncthreads(); /* x slice and zero chunk ready */
         if (!live) continue;
 
@@ -265,18 +295,8 @@ kernel_qmm_skinny(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const u
 
         for (int kb = kb0; kb < kb1; kb++) {
             const int it = kb - kb0;
-            if (kb + SK_STAGES - 1 < kb1) {
-                int slot = (it + SK_STAGES - 1) % SK_STAGES;
-#pragma unroll
-                for (int i = 0; i < SK_NT; i++)
-                    cu_cp_async16(wb + (slot * SK_NT + i) * 32, src[i] + (size_t)(kb + SK_STAGES - 1) * 32, 16);
-            }
-            cu_cp_commit();
-            if (kb + 1 < kb1) load_zs(kb + 1, zn, sn);
-            cu_cp_wait<SK_STAGES - 1>();
             uint4 w[SK_NT];
-#pragma unroll
-            for (int i = 0; i < SK_NT; i++) w[i] = wb[((it % SK_STAGES) * SK_NT + i) * 32];
+            sk_ring_step<SK_NT>(wb, src, kb, kb0, kb1, [&] { load_zs(kb + 1, zn, sn); }, w);
             const int kc = it * 128;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
@@ -399,22 +419,7 @@ kernel_qmm_gemv(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uin
         const bool live = t0 < ntiles;
         const uint4 *src[NT];
         const uint32_t *sp[NT];
-#pragma unroll
-        for (int i = 0; i < NT; i++) {
-            int t = min(t0 + i, ntiles - 1);
-            src[i] = wq + (size_t)t * nkb * 32 + lane;
-            sp[i] = sz + (size_t)t * gp * CU_SZ_WORDS;
-        }
-        if (live) {
-#pragma unroll
-            for (int st = 0; st < SK_STAGES - 1; st++) {
-                if (kb0 + st < kb1)
-#pragma unroll
-                    for (int i = 0; i < NT; i++)
-                        cu_cp_async16(wb + (st * NT + i) * 32, src[i] + (size_t)(kb0 + st) * 32, 16);
-                cu_cp_commit();
-            }
-        }
+        sk_ring_start<NT>(wq, sz, nkb, gp, t0, ntiles, lane, kb0, kb1, wb, live, src, sp);
         __syncthreads();
         if (!live) continue;
 
@@ -443,18 +448,8 @@ kernel_qmm_gemv(cuq_in in, int M, int K, const uint4 *__restrict__ wq, const uin
 
         for (int kb = kb0; kb < kb1; kb++) {
             const int it = kb - kb0;
-            if (kb + SK_STAGES - 1 < kb1) {
-                int slot = (it + SK_STAGES - 1) % SK_STAGES;
-#pragma unroll
-                for (int i = 0; i < NT; i++)
-                    cu_cp_async16(wb + (slot * NT + i) * 32, src[i] + (size_t)(kb + SK_STAGES - 1) * 32, 16);
-            }
-            cu_cp_commit();
-            if (kb + 1 < kb1) load_zs(kb + 1, zn, sn);
-            cu_cp_wait<SK_STAGES - 1>();
             uint4 w[NT];
-#pragma unroll
-            for (int i = 0; i < NT; i++) w[i] = wb[((it % SK_STAGES) * NT + i) * 32];
+            sk_ring_step<NT>(wb, src, kb, kb0, kb1, [&] { load_zs(kb + 1, zn, sn); }, w);
             const int kc = it * 128;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
