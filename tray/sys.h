@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "awq_err.h"
+#include "cfg.h"
 #include "plat.h"
 
 /* How Start/Stop service reach the daemon. */
@@ -36,6 +37,13 @@ typedef struct tray_service {
 
 /* "auto", "service", "spawn" -> mode; AWQ_EINVAL names the bad value. */
 AWQ_NODISCARD int tray_start_mode_parse(char *err, const char *s, tray_start_mode *out) AWQ_NONNULL(2, 3);
+
+/* The daemon's socket when neither --socket nor $AWQ_SOCKET names one, from the settings c:
+ *  - Linux: server.socket, else the per-user runtime dir's (cfg_socket_path), else libawq's
+ *    default; an error when none can be worked out.
+ *  - Windows: server.pipe, else libawq's default, else "awqd" (never fails).
+ * Into out (PLAT_PATH_MAX bytes). */
+AWQ_NODISCARD int tray_sys_default_socket(char *err, const cfg *c, char *out) AWQ_NONNULL(2, 3);
 
 /* Whether the server answering at socket_path is ours, before libawq says hello to it:
  *  - Linux: the socket file must be a socket owned by our uid (or root: a system-wide daemon);
@@ -74,6 +82,11 @@ AWQ_NODISCARD int tray_sys_terminal(char *err, const char *const *argv) AWQ_NONN
 /* Find a program: beside awq-tray first (an uninstalled build tree keeps awq, awqd and awq-tray
  * together), then on PATH. 0 with the path in out (PLAT_PATH_MAX), or AWQ_ENOTFOUND. */
 AWQ_NODISCARD int tray_sys_find_program(const char *name, char *out) AWQ_NONNULL(1, 2);
+
+/* What to tell the user when tray_sys_find_program does not find name, in the OS's words:
+ * "the awq command was not found beside awq-tray or on PATH" (Linux), "awq.exe was not found
+ * beside awq-tray or on PATH" (Windows). Into out (AWQ_ERR_LEN bytes). */
+void tray_sys_not_found_msg(const char *name, char *out) AWQ_NONNULL(1, 2);
 
 /* Show the daemon's log: the journal of the unit when the service manager runs it, else the
  * file log_file (the daemon's log.file, or the spawn log), in a terminal / viewer. */

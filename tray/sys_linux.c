@@ -15,12 +15,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "awq.h"
+
 int tray_start_mode_parse(char *err, const char *s, tray_start_mode *out) {
     if (!strcmp(s, "auto")) *out = TRAY_START_AUTO;
     else if (!strcmp(s, "service") || !strcmp(s, "systemd")) *out = TRAY_START_SERVICE;
     else if (!strcmp(s, "spawn")) *out = TRAY_START_SPAWN;
     else return awq_seterr(err, AWQ_EINVAL, "start mode '%s': expected auto, service (systemd) or spawn", s);
     return 0;
+}
+
+int tray_sys_default_socket(char *err, const cfg *c, char *out) {
+    if (cfg_socket_path(err, c, out) == 0) return 0;
+    return awq_default_socket_path(err, out, PLAT_PATH_MAX);
 }
 
 /* ------------------------------------------------------------ server identity ---- */
@@ -141,6 +148,10 @@ int tray_sys_find_program(const char *name, char *out) {
         path = e + 1;
     }
     return AWQ_ENOTFOUND;
+}
+
+void tray_sys_not_found_msg(const char *name, char *out) {
+    snprintf(out, AWQ_ERR_LEN, "the %s command was not found beside awq-tray or on PATH", name);
 }
 
 /* Start argv detached (a grandchild in its own session, so it is not our child to reap and

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "awq.h"
 #include "awq_util.h"
 #include "sys.h"
 
@@ -18,6 +19,14 @@ int tray_start_mode_parse(char *err, const char *s, tray_start_mode *out) {
     else if (!strcmp(s, "service") || !strcmp(s, "systemd")) *out = TRAY_START_SERVICE;
     else if (!strcmp(s, "spawn")) *out = TRAY_START_SPAWN;
     else return awq_seterr(err, AWQ_EINVAL, "start mode '%s': expected auto, service (systemd) or spawn", s);
+    return 0;
+}
+
+/* The pipe has a name that always works, so a tray started with no settings still finds a
+ * daemon started the same way. */
+int tray_sys_default_socket(char *err, const cfg *c, char *out) {
+    if (c->server.pipe[0]) snprintf(out, PLAT_PATH_MAX, "%s", c->server.pipe);
+    else if (awq_default_socket_path(err, out, PLAT_PATH_MAX) != 0) snprintf(out, PLAT_PATH_MAX, "awqd");
     return 0;
 }
 
@@ -132,6 +141,11 @@ int tray_sys_find_program(const char *name, char *out) {
     if (k == 0 || k >= MAX_PATH) return AWQ_ENOTFOUND;
     narrow(found, out, PLAT_PATH_MAX);
     return 0;
+}
+
+/* name.exe: what tray_sys_find_program looked for, so the user searches for the same file */
+void tray_sys_not_found_msg(const char *name, char *out) {
+    snprintf(out, AWQ_ERR_LEN, "%s.exe was not found beside awq-tray or on PATH", name);
 }
 
 /* argv as one command line, quoted the way CommandLineToArgvW splits it again. */
