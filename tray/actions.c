@@ -22,6 +22,15 @@ void tray_actions_close(tray_actions *a) {
 
 /* ------------------------------------------------------------ start-up ---- */
 
+/* sys.h's: the same words on both OSes ("systemd" is the Linux name of "service") */
+int tray_start_mode_parse(char *err, const char *s, tray_start_mode *out) {
+    if (!strcmp(s, "auto")) *out = TRAY_START_AUTO;
+    else if (!strcmp(s, "service") || !strcmp(s, "systemd")) *out = TRAY_START_SERVICE;
+    else if (!strcmp(s, "spawn")) *out = TRAY_START_SPAWN;
+    else return awq_seterr(err, AWQ_EINVAL, "start mode '%s': expected auto, service (systemd) or spawn", s);
+    return 0;
+}
+
 void tray_options_init(tray_options *o, const char *default_exe) {
     memset(o, 0, sizeof *o);
     o->exes[0] = default_exe;

@@ -17,14 +17,6 @@
 
 #include "awq.h"
 
-int tray_start_mode_parse(char *err, const char *s, tray_start_mode *out) {
-    if (!strcmp(s, "auto")) *out = TRAY_START_AUTO;
-    else if (!strcmp(s, "service") || !strcmp(s, "systemd")) *out = TRAY_START_SERVICE;
-    else if (!strcmp(s, "spawn")) *out = TRAY_START_SPAWN;
-    else return awq_seterr(err, AWQ_EINVAL, "start mode '%s': expected auto, service (systemd) or spawn", s);
-    return 0;
-}
-
 int tray_sys_default_socket(char *err, const cfg *c, char *out) {
     if (cfg_socket_path(err, c, out) == 0) return 0;
     return awq_default_socket_path(err, out, PLAT_PATH_MAX);

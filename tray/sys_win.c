@@ -14,14 +14,6 @@
 #include "awq_util.h"
 #include "sys.h"
 
-int tray_start_mode_parse(char *err, const char *s, tray_start_mode *out) {
-    if (!strcmp(s, "auto")) *out = TRAY_START_AUTO;
-    else if (!strcmp(s, "service") || !strcmp(s, "systemd")) *out = TRAY_START_SERVICE;
-    else if (!strcmp(s, "spawn")) *out = TRAY_START_SPAWN;
-    else return awq_seterr(err, AWQ_EINVAL, "start mode '%s': expected auto, service (systemd) or spawn", s);
-    return 0;
-}
-
 /* The pipe has a name that always works, so a tray started with no settings still finds a
  * daemon started the same way. */
 int tray_sys_default_socket(char *err, const cfg *c, char *out) {
