@@ -19,6 +19,7 @@ struct eng_gen {
     int32_t *tokens;               /* (max_seqs * ENG_GEN_CHUNK) */
     float *logits;                 /* (max_seqs, vocab) */
     eng_gen_seq **batch;           /* (max_seqs) */
+    eng_samp_scratch *samp_sc;     /* every sequence's sampler works here, one at a time */
 };
 
 struct eng_gen_seq {
@@ -76,7 +77,8 @@ eng_gen *eng_gen_create(char *err, const eng_model *m, const eng_tok *tok, const
     g->tokens = calloc((size_t)g->max_seqs * ENG_GEN_CHUNK, sizeof *g->tokens);
     g->logits = malloc((size_t)g->max_seqs * (size_t)g->vocab * sizeof *g->logits);
     g->batch = calloc((size_t)g->max_seqs, sizeof *g->batch);
-    if (!g->seqs || !g->slot || !g->pos || !g->ntok || !g->tokens || !g->logits || !g->batch) {
+    g->samp_sc = eng_samp_scratch_create(err, g->vocab);
+    if (!g->seqs || !g->slot || !g->pos || !g->ntok || !g->tokens || !g->logits || !g->batch || !g->samp_sc) {
         eng_gen_free(g);
         goto oom;
     }
@@ -98,6 +100,7 @@ void eng_gen_free(eng_gen *g) {
     free(g->tokens);
     free(g->logits);
     free(g->batch);
+    eng_samp_scratch_free(g->samp_sc);
     free(g);
 }
 
@@ -368,7 +371,7 @@ int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
         if (s->n_past < s->n_hist) continue; /* prefill continues next step */
         memcpy(s->logits, g->logits + (size_t)i * g->vocab, sizeof *s->logits * (size_t)g->vocab);
         s->has_logits = true;
-        if ((rc = eng_samp_sample(err, s->samp, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
+        if ((rc = eng_samp_sample(err, s->samp, s->g->samp_sc, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
         s->ev.has_token = true;
         if ((rc = accept_token(err, s, s->ev.tok.id))) return rc;
         s->ev.text = s->out.data ? s->out.data : "";

@@ -27,10 +27,42 @@ struct eng_samp {
     eng_samp_bias *bias; /* (p.n_logit_bias) own copy */
     int vocab;
     uint64_t rng[4];     /* xoshiro256** */
+};
+
+struct eng_samp_scratch {
+    int vocab;
     float *work;         /* (vocab) */
     int *count;          /* (vocab) occurrences in the penalty window, zero between calls */
     cand *c;             /* (vocab) */
 };
+
+eng_samp_scratch *eng_samp_scratch_create(char *err, int vocab) {
+    if (vocab <= 0) {
+        awq_seterr(err, AWQ_EINVAL, "vocabulary size %d must be positive", vocab);
+        return NULL;
+    }
+    eng_samp_scratch *sc = calloc(1, sizeof *sc);
+    if (sc) {
+        sc->vocab = vocab;
+        sc->work = malloc(sizeof *sc->work * (size_t)vocab);
+        sc->count = calloc((size_t)vocab, sizeof *sc->count);
+        sc->c = malloc(sizeof *sc->c * (size_t)vocab);
+    }
+    if (!sc || !sc->work || !sc->count || !sc->c) {
+        eng_samp_scratch_free(sc);
+        awq_seterr(err, AWQ_ENOMEM, "out of memory for sampling over %d tokens", vocab);
+        return NULL;
+    }
+    return sc;
+}
+
+void eng_samp_scratch_free(eng_samp_scratch *sc) {
+    if (!sc) return;
+    free(sc->work);
+    free(sc->count);
+    free(sc->c);
+    free(sc);
+}
 
 /* ---------------------------------------------------------------- parameters ---- */
 
@@ -143,10 +175,6 @@ eng_samp *eng_samp_create(char *err, const eng_samp_params *p, int vocab) {
         if (!s->bias) goto oom;
         memcpy(s->bias, p->logit_bias, sizeof *s->bias * (size_t)p->n_logit_bias);
     }
-    s->work = malloc(sizeof *s->work * (size_t)vocab);
-    s->count = calloc((size_t)vocab, sizeof *s->count);
-    s->c = malloc(sizeof *s->c * (size_t)vocab);
-    if (!s->work || !s->count || !s->c) goto oom;
     uint64_t seed = p->has_seed ? p->seed : plat_now_ns() ^ (uint64_t)(uintptr_t)s ^ 0x5eedull;
     for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&seed);
     return s;
@@ -159,9 +187,6 @@ oom:
 void eng_samp_free(eng_samp *s) {
     if (!s) return;
     free(s->bias);
-    free(s->work);
-    free(s->count);
-    free(s->c);
     free(s);
 }
 
@@ -212,11 +237,13 @@ static void fill_logprobs(const float *lg, int V, int n_top, eng_samp_result *ou
     for (int i = 0; i < out->n_top; i++) out->top[i].logprob = (float)(lg[out->top[i].id] - lse);
 }
 
-int eng_samp_sample(char *err, eng_samp *s, const float *logits, const int32_t *hist, size_t n_hist,
-                    eng_samp_result *out) {
+int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *logits, const int32_t *hist,
+                    size_t n_hist, eng_samp_result *out) {
     const eng_samp_params *p = &s->p;
     const int V = s->vocab;
-    float *w = s->work;
+    if (sc->vocab < V)
+        return awq_seterr(err, AWQ_EINVAL, "sampling scratch for %d tokens, the sampler has %d", sc->vocab, V);
+    float *w = sc->work;
     memcpy(w, logits, sizeof *w * (size_t)V);
     for (int i = 0; i < p->n_logit_bias; i++) w[s->bias[i].id] += s->bias[i].delta;
 
@@ -225,15 +252,15 @@ int eng_samp_sample(char *err, eng_samp *s, const float *logits, const int32_t *
     if (pen && p->penalty_last_n != 0 && hist && n_hist) {
         size_t from = (p->penalty_last_n < 0 || (size_t)p->penalty_last_n >= n_hist) ? 0 : n_hist - (size_t)p->penalty_last_n;
         for (size_t i = from; i < n_hist; i++)
-            if (hist[i] >= 0 && hist[i] < V) s->count[hist[i]]++;
+            if (hist[i] >= 0 && hist[i] < V) sc->count[hist[i]]++;
         for (size_t i = from; i < n_hist; i++) {
             int t = hist[i];
-            if (t < 0 || t >= V || s->count[t] == 0) continue;
+            if (t < 0 || t >= V || sc->count[t] == 0) continue;
             float l = w[t];
             if (p->repetition_penalty != 1.0f) l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
-            l -= p->frequency_penalty * (float)s->count[t] + p->presence_penalty;
+            l -= p->frequency_penalty * (float)sc->count[t] + p->presence_penalty;
             w[t] = l;
-            s->count[t] = 0; /* done with t; also leaves the array zeroed */
+            sc->count[t] = 0; /* done with t; also leaves the array zeroed */
         }
     }
 
@@ -247,7 +274,7 @@ int eng_samp_sample(char *err, eng_samp *s, const float *logits, const int32_t *
     } else {
         /* candidates near the best, sorted by logit */
         const float T = p->temperature, lb = w[best] / T - CUT_LOGIT;
-        cand *c = s->c;
+        cand *c = sc->c;
         int n = 0;
         for (int v = 0; v < V; v++) {
             float l = w[v] / T;

@@ -69,6 +69,15 @@ AWQ_NODISCARD int eng_samp_params_check(char *err, const eng_samp_params *p, int
 
 typedef struct eng_samp eng_samp;
 
+/* The working memory of one eng_samp_sample call: three vocab-sized arrays, ~24 bytes per
+ * token of the vocabulary. Whoever samples keeps one and lends it to every sampler it drives,
+ * one call at a time (a generator owns one for all of its sequences: with a 120k-token
+ * vocabulary that is 2.9 MB once instead of per running sequence). Not thread-safe: one per
+ * sampling thread. */
+typedef struct eng_samp_scratch eng_samp_scratch;
+eng_samp_scratch *eng_samp_scratch_create(char *err, int vocab);
+void eng_samp_scratch_free(eng_samp_scratch *sc);
+
 /* Validates p and builds a sampler for a vocabulary of vocab logits; NULL with err on failure. */
 eng_samp *eng_samp_create(char *err, const eng_samp_params *p, int vocab);
 void eng_samp_free(eng_samp *s);
@@ -86,8 +95,9 @@ typedef struct eng_samp_result {
 } eng_samp_result;
 
 /* Choose the next token from logits (vocab, borrowed, not modified) given the token history
- * hist (n_hist, prompt and generated, for penalties). AWQ_EINVAL when every token is banned. */
-AWQ_NODISCARD int eng_samp_sample(char *err, eng_samp *s, const float *logits, const int32_t *hist, size_t n_hist,
-                                  eng_samp_result *out) AWQ_NONNULL(2, 3, 6);
+ * hist (n_hist, prompt and generated, for penalties), working in sc (made for at least s's
+ * vocabulary). AWQ_EINVAL when every token is banned or sc is too small. */
+AWQ_NODISCARD int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *logits,
+                                  const int32_t *hist, size_t n_hist, eng_samp_result *out) AWQ_NONNULL(2, 3, 4, 7);
 
 #endif

@@ -4,6 +4,7 @@
  * validation message.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,9 @@
 #include "sample.h"
 
 #define V 10
+
+/* the working memory every sampler of these tests shares, as a generator's do */
+static eng_samp_scratch *g_sc;
 
 static eng_samp_params base(void) {
     eng_samp_params p;
@@ -27,7 +31,7 @@ static void draw(eng_samp_params p, const float *lg, int n, int *cnt) {
     memset(cnt, 0, sizeof(int) * V);
     eng_samp_result r;
     for (int i = 0; i < n; i++) {
-        if (eng_samp_sample(err, s, lg, NULL, 0, &r)) break;
+        if (eng_samp_sample(err, s, g_sc, lg, NULL, 0, &r)) break;
         cnt[r.id]++;
     }
     eng_samp_free(s);
@@ -35,6 +39,11 @@ static void draw(eng_samp_params p, const float *lg, int n, int *cnt) {
 
 int main(void) {
     char err[AWQ_ERR_LEN];
+    g_sc = eng_samp_scratch_create(err, V);
+    if (!g_sc) {
+        fprintf(stderr, "scratch: %s\n", err);
+        return 1;
+    }
     /* probabilities proportional to exp(logit): ids sorted 9 > 8 > ... */
     float lg[V];
     for (int i = 0; i < V; i++) lg[i] = 0.5f * i;
@@ -48,7 +57,7 @@ int main(void) {
         eng_samp *s = eng_samp_create(err, &p, V);
         CHECK(s != NULL);
         float t[V] = {1, 3, 3, 2, 0, 0, 0, 0, 0, 0};
-        CHECK_EQ(eng_samp_sample(err, s, t, NULL, 0, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, NULL, 0, &r), 0);
         CHECK_EQ(r.id, 1);
         CHECK(t[1] == 3 && t[2] == 3);
         eng_samp_free(s);
@@ -115,7 +124,7 @@ int main(void) {
             p.seed = pass == 2 ? 43 : 42;
             eng_samp *s = eng_samp_create(err, &p, V);
             for (int i = 0; i < 64; i++) {
-                CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), 0);
+                CHECK_EQ(eng_samp_sample(err, s, g_sc, lg, NULL, 0, &r), 0);
                 (pass == 0 ? a : pass == 1 ? b : c)[i] = r.id;
             }
             eng_samp_free(s);
@@ -140,12 +149,12 @@ int main(void) {
         p.penalty_last_n = 3;
         p.logprobs = 0;
         eng_samp *s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 4, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 4, &r), 0);
         CHECK_EQ(r.id, 9); /* 9 is outside the window: still 3 */
         eng_samp_free(s);
         t[9] = 0.9f; /* now best untouched is 2..8 = 1 (id 2), and 0 is 2/4 = 0.5 */
         s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 4, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 4, &r), 0);
         CHECK_EQ(r.id, 2);
         eng_samp_free(s);
         /* exact values through a forced choice: only id 0 and 1 allowed via bias */
@@ -155,7 +164,7 @@ int main(void) {
         p.n_logit_bias = 8;
         p.repetition_penalty = 1.5f;
         s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 4, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 4, &r), 0);
         CHECK_EQ(r.id, 0); /* 2/1.5 = 1.33 > -2*1.5 = -3 */
         eng_samp_free(s);
     }
@@ -168,23 +177,23 @@ int main(void) {
         p.temperature = 0;
         p.frequency_penalty = 0.3f; /* 0: 5 - 0.6 = 4.4 < 1: 4.5 - 0.3 = 4.2 ... */
         eng_samp *s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 3, &r), 0);
         CHECK_EQ(r.id, 0); /* 4.4 vs 4.2 */
         eng_samp_free(s);
         p.frequency_penalty = 0.0f;
         p.presence_penalty = 0.6f; /* 4.4 vs 3.9 */
         s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 3, &r), 0);
         CHECK_EQ(r.id, 0);
         eng_samp_free(s);
         p.frequency_penalty = 0.3f; /* 5-0.6-0.6 = 3.8 vs 4.5-0.3-0.6 = 3.6 */
         p.presence_penalty = 0.6f;
         t[2] = 3.7f; /* untouched: 3.7 beats 3.6 but not 3.8 */
         s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 3, &r), 0);
         CHECK_EQ(r.id, 0);
         t[2] = 3.85f;
-        CHECK_EQ(eng_samp_sample(err, s, t, hist, 3, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, t, hist, 3, &r), 0);
         CHECK_EQ(r.id, 2);
         eng_samp_free(s);
     }
@@ -197,7 +206,7 @@ int main(void) {
         p.logit_bias = &b;
         p.n_logit_bias = 1;
         eng_samp *s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, lg, NULL, 0, &r), 0);
         CHECK_EQ(r.id, 3);
         eng_samp_free(s);
         eng_samp_bias all[V];
@@ -205,7 +214,7 @@ int main(void) {
         p.logit_bias = all;
         p.n_logit_bias = V;
         s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), AWQ_EINVAL);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, lg, NULL, 0, &r), AWQ_EINVAL);
         CHECK_CONTAINS(err, "every token is banned");
         eng_samp_free(s);
     }
@@ -219,7 +228,7 @@ int main(void) {
         p.logit_bias = &b;
         p.n_logit_bias = 1;
         eng_samp *s = eng_samp_create(err, &p, V);
-        CHECK_EQ(eng_samp_sample(err, s, lg, NULL, 0, &r), 0);
+        CHECK_EQ(eng_samp_sample(err, s, g_sc, lg, NULL, 0, &r), 0);
         double z = 0;
         for (int i = 0; i < V; i++) z += exp(0.5 * i);
         CHECK_EQ(r.id, 0);
@@ -297,5 +306,29 @@ int main(void) {
         CHECK(eng_samp_create(err, &p, V) == NULL);
         CHECK_CONTAINS(err, "temperature");
     }
+
+    CASE("samp-7.1", "the shared scratch: one for many samplers, refused when smaller than the vocabulary");
+    {
+        eng_samp_params p = base();
+        p.temperature = 0;
+        eng_samp *a = eng_samp_create(err, &p, V), *b = eng_samp_create(err, &p, V);
+        float t[V] = {0, 0, 0, 0, 0, 0, 0, 5, 0, 0};
+        CHECK_EQ(eng_samp_sample(err, a, g_sc, t, NULL, 0, &r), 0);
+        CHECK_EQ(r.id, 7);
+        CHECK_EQ(eng_samp_sample(err, b, g_sc, lg, NULL, 0, &r), 0);
+        CHECK_EQ(r.id, 9);
+        eng_samp_scratch *small = eng_samp_scratch_create(err, V - 1);
+        CHECK(small != NULL);
+        if (small) {
+            CHECK_EQ(eng_samp_sample(err, a, small, t, NULL, 0, &r), AWQ_EINVAL);
+            CHECK_CONTAINS(err, "sampling scratch for 9 tokens, the sampler has 10");
+        }
+        eng_samp_scratch_free(small);
+        CHECK(eng_samp_scratch_create(err, 0) == NULL);
+        CHECK_CONTAINS(err, "vocabulary size 0 must be positive");
+        eng_samp_free(a);
+        eng_samp_free(b);
+    }
+    eng_samp_scratch_free(g_sc);
     return h_finish();
 }
