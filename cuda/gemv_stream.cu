@@ -635,7 +635,31 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
      * 72.5 -> 65.8 us). A block stays in one slab group (x of two slabs, as order 0's), so its
      * items must divide the pairs: taken when that still fills >= 90 % of the SMs
      * (AWQ_CUDA_GEMV_ORDER=2: whenever it fits, tests; =0: never) */
+    /* wgmma step, two blocks per SM (default; AWQ_CUDA_GEMV_WGBPS=1: one, then order 2 where
+     * it fits): blocks of one k slab (x half the size) so that two fit, 16 warps per SM to
+     * hide the dequant -> wgmma latency, one (64 rows) or two (32) stages per warp. H100:
+     * gate_up 48.9 -> 42.6 us at 32 rows and 65.4 (order 2) -> 62.9 at 64, down 30.2 -> 25.5 /
+     * 43.0 -> 38.1; 32 / 64 streams 6.4k -> 6.85k / 9.6k -> 9.9k tok/s */
     const int ord_env = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER);
+    if (wg && gs_env("AWQ_CUDA_GEMV_WGBPS", 2) == 2 && ord_env != 2) {
+        int best = 0;
+        for (int ipb = 4; ipb <= g->npairs && !best; ipb += 4)
+            if (g->npairs % ipb == 0 && g->nslab * (g->npairs / ipb) <= 2 * sms) best = ipb;
+        const long xbytes = (long)8 * mt * S * 128 * 2;
+        const long budget = (long)(optin / 2) - (long)GS_STATIC - 1024;
+        int R = (int)((budget - xbytes) / ((long)GS_WARPS * g->stage_bytes));
+        if (R > rcap) R = rcap;
+        if (R > GS_RMAX) R = GS_RMAX;
+        if (best && R >= 1) {
+            g->order = 0;
+            g->upb = best;
+            g->R = R;
+            g->xk_max = S * 128;
+            *grid = g->nslab * (g->npairs / best);
+            *smem = (size_t)GS_WARPS * R * g->stage_bytes + (size_t)xbytes;
+            return 0;
+        }
+    }
     if (wg && g->nslab % 2 == 0 && ord_env != 0) {
         const int groups = g->nslab / 2;
         int best = 0; /* the smallest run of items (most blocks) that fits the SMs once */

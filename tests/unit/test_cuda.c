@@ -185,7 +185,7 @@ static void test_qmm(void) {
              * call): for the registers GEMV 4 tile pairs per block, the 80-register build, no
              * PDL; for the streamed GEMV (sm_90; elsewhere CU_QMM_GEMV is the registers one
              * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold, 3 blocks per SM,
-             * the batched passes without the wgmma step and with its slab-pair order wherever it fits (sm_90a; out a
+             * the batched passes without the wgmma step, with its slab-pair order wherever it fits and with one block per SM (sm_90a; out a
              * multiple of 64, group >= 128: 1024 x 512,
              * 4096 x 64, 512 x 256 at m 16 / 17 / 33 and the 64-row passes of 70 / 130) */
             static const struct { const char *var, *val; int kernel; } tune[] = {
@@ -194,7 +194,8 @@ static void test_qmm(void) {
                 {"AWQ_CUDA_GEMV_S", "8", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_R", "1", CU_QMM_GEMV},
                 {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_ORDER", "1", CU_QMM_GEMV},
                 {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_BPS", "3", CU_QMM_GEMV},
-                {"AWQ_CUDA_GEMV_WGMMA", "0", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_ORDER", "2", CU_QMM_GEMV}};
+                {"AWQ_CUDA_GEMV_WGMMA", "0", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_ORDER", "2", CU_QMM_GEMV},
+                {"AWQ_CUDA_GEMV_WGBPS", "1", CU_QMM_GEMV}};
             const int ntune = (int)(sizeof tune / sizeof tune[0]);
             for (int kv = CU_QMM_AUTO; kv <= CU_QMM_LAST + ntune; kv++) {
                 const bool tv = kv > CU_QMM_LAST;
