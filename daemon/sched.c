@@ -48,6 +48,7 @@ struct awqd_engine {
     greq *wait_head, *wait_tail;
     greq **run;           /* (max_seqs) admitted generations */
     int n_run;
+    int peak_run;         /* most generations at once since the engine was last idle */
     eng_gen_seq **batch;  /* (max_seqs) step scratch */
     eng_gen_seq *pool[AWQD_CACHE_MAX]; /* finished sequences, oldest first */
     int n_pool;
@@ -647,6 +648,7 @@ static void admit(awqd *d) {
             continue;
         }
         e->run[e->n_run++] = g;
+        if (e->n_run > e->peak_run) e->peak_run = e->n_run;
     }
 }
 
@@ -905,6 +907,12 @@ void *awqd_engine_main(void *arg) {
         if (ka > 0 && e->llm && !e->n_run && !e->wait_head &&
             plat_now_ns() - e->last_activity_ns > (uint64_t)ka * 1000000000ull)
             unload(d, "idle for keep_alive");
+        /* a burst of concurrent generations just ended: give its per-stream memory (logits,
+         * histories, frames) back to the OS instead of keeping the peak RSS while idle */
+        if (!e->n_run && !e->wait_head && e->peak_run >= 2) {
+            plat_heap_trim();
+            e->peak_run = 0;
+        }
         publish(d);
     }
     end_all(d, AWQ_ESHUTDOWN, "the server is shutting down");

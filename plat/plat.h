@@ -73,6 +73,10 @@ AWQ_NODISCARD int plat_mkdirs(char *err, const char *path, int mode);
  * memory must not reach free(). */
 void *plat_aligned_alloc(size_t align, size_t size);
 void plat_aligned_free(void *p);
+/* Hand the allocator's free memory back to the OS (best effort, no error): a long-running
+ * process calls it when a burst of work ends, so it does not keep its peak RSS. glibc:
+ * malloc_trim; Windows: _heapmin; elsewhere nothing. */
+void plat_heap_trim(void);
 
 /* ---- time ---- */
 uint64_t plat_now_ns(void);  /* monotonic */

@@ -6,6 +6,9 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +191,12 @@ int plat_mkdirs(char *err, const char *path, int mode) {
 
 void *plat_aligned_alloc(size_t align, size_t size) { return aligned_alloc(align, size); }
 void plat_aligned_free(void *p) { free(p); }
+
+void plat_heap_trim(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
 
 /* ---------------------------------------------------------------- time ---- */
 

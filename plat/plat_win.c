@@ -349,6 +349,8 @@ int plat_mkdirs(char *err, const char *path, int mode) {
 void *plat_aligned_alloc(size_t align, size_t size) { return _aligned_malloc(size, align); }
 void plat_aligned_free(void *p) { _aligned_free(p); }
 
+void plat_heap_trim(void) { _heapmin(); }
+
 /* ---------------------------------------------------------------- time ---- */
 
 uint64_t plat_now_ns(void) {
