@@ -587,6 +587,15 @@ size_t cuq_gemv_stream_min(void) {
     return e && *e ? (size_t)strtoull(e, NULL, 10) : 0;
 }
 
+/* The wgmma step's block runs that never leave a k slab (or slab group): the smallest
+ * multiple of 4 pairs (a warpgroup's) dividing npairs for which the groups x (npairs / run)
+ * blocks fit in max_blocks, i.e. the most blocks that do; 0 when none. */
+static int gs_even_run(int npairs, int groups, int max_blocks) {
+    for (int ipb = 4; ipb <= npairs; ipb += 4)
+        if (npairs % ipb == 0 && groups * (npairs / ipb) <= max_blocks) return ipb;
+    return 0;
+}
+
 /* Launch geometry: S from AWQ_CUDA_GEMV_S (2, 4, 8; default CUQ_GEMV_STREAM_S), R the most
  * stages per warp the shared memory allows (capped by AWQ_CUDA_GEMV_R), a persistent grid of
  * as many blocks as fit on the device at once. */
@@ -642,9 +651,7 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
      * 43.0 -> 38.1; 32 / 64 streams 6.4k -> 6.85k / 9.6k -> 9.9k tok/s */
     const int ord_env = gs_env("AWQ_CUDA_GEMV_ORDER", CUQ_GEMV_STREAM_ORDER);
     if (wg && gs_env("AWQ_CUDA_GEMV_WGBPS", 2) == 2 && ord_env != 2) {
-        int best = 0;
-        for (int ipb = 4; ipb <= g->npairs && !best; ipb += 4)
-            if (g->npairs % ipb == 0 && g->nslab * (g->npairs / ipb) <= 2 * sms) best = ipb;
+        const int best = gs_even_run(g->npairs, g->nslab, 2 * sms);
         const long xbytes = (long)8 * mt * S * 128 * 2;
         const long budget = (long)(optin / 2) - (long)GS_STATIC - 1024;
         int R = (int)((budget - xbytes) / ((long)GS_WARPS * g->stage_bytes));
@@ -662,9 +669,7 @@ static int gs_plan(char *err, const cu_qw *w, int mm, gs_geo *g, int *grid, size
     }
     if (wg && g->nslab % 2 == 0 && ord_env != 0) {
         const int groups = g->nslab / 2;
-        int best = 0; /* the smallest run of items (most blocks) that fits the SMs once */
-        for (int ipb = 4; ipb <= g->npairs && !best; ipb += 4)
-            if (g->npairs % ipb == 0 && groups * (g->npairs / ipb) <= sms) best = ipb;
+        const int best = gs_even_run(g->npairs, groups, sms);
         /* and each warp gets >= 2 items, the same number: with fewer, order 0's blocks (one
          * slab: x half the size, twice the stages) measured faster (qkv, o at 32 / 64 rows) */
         if (best && (ord_env == 2 || (10 * groups * (g->npairs / best) >= 9 * sms && best % GS_WARPS == 0 &&
