@@ -3,7 +3,7 @@
 # CUDA unit tests (and again under compute-sanitizer memcheck), then the benchmarks; the tables
 # come last on stdout, full logs go to $OUT (or build-gpu/out).
 #
-#   bench/gpu.sh [all|test|kernels|model|sass|profile|breakdown|ab]    (default all)
+#   bench/gpu.sh [all|test|kernels|model|sass|profile|breakdown|ab|variants]    (default all)
 # breakdown: ncu kernel times of one decode step at 1 and 64 streams and of a 2048-token prefill
 # (AWQ_BREAKDOWN_FP16=1: the prefill again with the fp16 weight copies)
 # ab: one env switch A/B in one short call: AWQ_AB=VAR=VALUE (e.g. AWQ_CUDA_GEMV_ZFOLD=1); the
@@ -102,6 +102,28 @@ if [ "$what" = ab ]; then
         { echo "#### decode model rows, ${v:-defaults}"; env $v $bin/gpu_bench --decode-only --no-kernels --model "$md" \
             | grep -E "decode"; } >>"$out/ab.md" 2>>"$out/err.log"
     done
+fi
+# variants: the model table once per env setting, in one call (same card, same checkpoint):
+# AWQ_VARIANTS='A=1 B=2;C=3' (';' between settings, an empty one = defaults); unit.cuda first
+# unless AWQ_VARIANTS_TEST=0, while the checkpoint is written
+if [ "$what" = variants ]; then
+    export AWQ_SRC=$PWD AWQ_BIN=$(cd $bin && pwd) AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json
+    (ensure_model; cat "$md"/*.safetensors >/dev/null) >"$out/mkmodel.log" 2>&1 &
+    mkpid=$!
+    if [ "${AWQ_VARIANTS_TEST:-1}" != 0 ]; then
+        $bin/test_cuda >"$out/test.log" 2>&1
+        rc=$?
+        grep -E "FAIL|passed|SKIP" "$out/test.log" | head -30
+        summary+="| unit.cuda | rc $rc: $(grep -E 'passed, ' "$out/test.log" | tail -1) |"$'\n'
+    fi
+    wait $mkpid
+    cat "$out/mkmodel.log"
+    IFS=';' read -ra vs <<<"${AWQ_VARIANTS:-}"
+    for v in "${vs[@]}"; do # $v unquoted: words = VAR=VALUE settings
+        { echo "#### model rows, ${v:-defaults}"; env $v $bin/gpu_bench --no-kernels --model "$md" \
+            | grep -E "decode|prefill"; } >>"$out/variants.md" 2>>"$out/err.log"
+    done
+    cat "$out/variants.md"
 fi
 if [ "$what" = all ] || [ "$what" = test ]; then
     export AWQ_SRC=$PWD AWQ_BIN=$(cd $bin && pwd) AWQ_TOKENIZER=$PWD/.cache/tokenizer/tokenizer.json

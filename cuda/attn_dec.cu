@@ -26,18 +26,24 @@
  *     resets the counter (graphs replay it). That block (or the only one) zeroes the group's
  *     q, k and v parts of the qkv row once every split has read them.
  * The grid's split count depends on the batch size only (fwd.cu: pick_splits_dec); each token
- * uses as many of them as its context fills with >= 32 keys, so a decode graph serves every
+ * uses as many of them as its context fills with >= DEC_KEYS_MIN keys, so a decode graph serves every
  * context length and short sequences batched with long ones merge few partials.
  */
 #include <math.h>
 
+#include <stdlib.h>
+
 #include "helpers.cuh"
+#include "internal.cuh"
 #include "ops.cuh"
 
 #define DEC_THREADS 128 /* 4 warps: the softmax step takes a warp per head (G <= 8: 2 each) */
 #define DEC_GMAX 8      /* query heads per KV head (ATTN_GMAX of attn.cu) */
 #define DEC_SMAX CUA_DEC_SMAX
-#define DEC_KEYS_MIN 32 /* keys per split at least: a token uses min(gridDim.z, len / 32) splits */
+/* keys per split at least (default; AWQ_CUDA_ATTN_KEYS_MIN): a token uses min(gridDim.z, len / 16)
+ * splits. 16 rather than 32: batch 1 at context 128 runs 8 blocks per KV head instead of 4
+ * (H100: 401 -> 406 tok/s; the kernel is latency-bound there, bench/RESULTS.md) */
+#define DEC_KEYS_MIN 16
 
 static_assert(DEC_GMAX <= 2 * (DEC_THREADS / 32), "the softmax step gives each warp at most 2 heads");
 static_assert(DEC_SMAX <= 64, "the merge gives each lane at most 2 splits");
@@ -52,10 +58,9 @@ template <int HD> struct dec_cfg {
     static constexpr int CPL = HD / 8 / LPK;
     static constexpr int KPR = DEC_THREADS / LPK; /* keys per round */
     static constexpr int ROUNDS = TK / KPR;
-    /* P.V: thread (key group kg, dim pair dp); NKG groups of KPG consecutive keys */
+    /* P.V: thread (key group kg, dim pair dp); key group kg takes keys kg, kg + NKG, ... */
     static constexpr int NP = HD / 2;
     static constexpr int NKG = DEC_THREADS / NP;
-    static constexpr int KPG = TK / NKG;
     static constexpr int TILE = TK * HD;                    /* halves of one K (or V) tile */
     static constexpr int CPT = TILE / 8 / DEC_THREADS;      /* 16-byte copies per thread per K tile */
     static constexpr size_t SMEM = (size_t)2 * 2 * TILE * 2; /* 2 stages x (K, V), fp16 */
@@ -122,7 +127,7 @@ __device__ __forceinline__ void dec_zero_group(float *row, int qd, int kvd, int 
 }
 
 /* grid (T, kv_heads, splits), DEC_THREADS threads, dec_cfg<HD>::SMEM bytes of dynamic shared
- * memory. splits is the most per token: token t uses ns = min(splits, max(1, len / 32)) of
+ * memory. splits is the most per token: token t uses ns = min(splits, max(1, len / keys_min)) of
  * them (the rest of its blocks only zero their share of clear), so the grid, and the decode
  * graph that holds it, depends on the batch size alone, not on the context. qkv (T, qd + 2
  * kvd) fp32: read, then the group's parts zeroed; part (ns > 1): (T, kv_heads, splits, G*hd) o
@@ -134,7 +139,7 @@ __device__ __forceinline__ void dec_zero_group(float *row, int qd, int kvd, int 
 template <int HD, int GM>
 static __global__ void __launch_bounds__(DEC_THREADS)
 kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict__ rope, const int *__restrict__ tslot,
-                   const int *__restrict__ tpos, cu_kv kv, int window, int splits, float *__restrict__ part,
+                   const int *__restrict__ tpos, cu_kv kv, int window, int splits, int keys_min, float *__restrict__ part,
                    int *__restrict__ cnt, half *__restrict__ out, float *__restrict__ clear, int clear_len) {
     using C = dec_cfg<HD>;
     static_assert(GM <= DEC_GMAX, "heads per KV head");
@@ -154,11 +159,11 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     const int kvh = kv.kv_heads, G = heads / kvh, qd = heads * HD, kvd = kvh * HD;
     const int pos = tpos[t], slot = tslot[t];
     /* keys [lo, pos] (window: positions > pos - window, as kernel_attn and the CPU), cut into
-     * ns balanced ranges of at least DEC_KEYS_MIN keys (ns <= len: none empty); blocks with
+     * ns balanced ranges of at least keys_min keys (ns <= len: none empty); blocks with
      * sp >= ns are idle */
     const int lo = (window > 0 && pos - window + 1 > 0) ? pos - window + 1 : 0;
     const int len = pos - lo + 1;
-    const int ns = min(splits, max(1, len / DEC_KEYS_MIN));
+    const int ns = min(splits, max(1, len / keys_min));
     const int j0 = lo + (int)((long long)sp * len / ns), j1 = lo + (int)((long long)(sp + 1) * len / ns) - 1;
     const int ntiles = sp < ns && j1 >= j0 ? (j1 - j0) / C::TK + 1 : 0;
     const bool has_new = ntiles > 0 && j1 == pos; /* this block holds the own key */
@@ -170,6 +175,12 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     cu_cp_commit();
     if (ntiles > 1) dec_issue<HD>(tiles + 2 * C::TILE, kv, bt, head_base, j0 + C::TK, min(C::TK, j1 - j0 + 1 - C::TK), pos);
     cu_cp_commit();
+    /* Launched as a programmatic dependent launch (sm_90): everything above reads only what the
+     * host wrote before the step (positions, slots, block tables) and cache rows of earlier
+     * steps, so the block table reads and the first tiles' copies overlap the qkv GEMV's tail.
+     * From here on: the qkv row (the GEMV's output) and the gate|up rows (read by the previous
+     * layer's down GEMV). Every block waits, the idle ones too. */
+    cu_pdl_wait();
 
     if (clear) { /* gate|up rows: nothing reads them during attention; every block a share */
         const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -284,9 +295,10 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
                 acc[g][0] *= c;
                 acc[g][1] *= c;
             }
-            const int kb = kg * C::KPG, ke = min(nk, kb + C::KPG);
+            /* keys kg, kg + NKG, ...: a short last tile (a split of 33 keys in a 64-key tile)
+             * still spreads over every key group */
 #pragma unroll 4
-            for (int k = kb; k < ke; k++) {
+            for (int k = kg; k < nk; k += C::NKG) {
                 const half *vr = jt + k == pos ? vn_sm : Vs + k * HD;
                 const float2 v = __half22float2(reinterpret_cast<const half2 *>(vr)[dp]);
 #pragma unroll
@@ -419,15 +431,26 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     if (tid == 0) cnt[tk] = 0;               /* for the next launch (graphs replay it) */
 }
 
+/* PDL for the fused decode attention: where the GEMVs use it, unless AWQ_CUDA_ATTN_PDL=0 (A/B runs) */
+static bool cua_attn_pdl(void) {
+    const char *e = getenv("AWQ_CUDA_ATTN_PDL");
+    return cuq_gemv_pdl() && !(e && *e == '0');
+}
+
 template <int HD, int GM>
 static int dec_launch(char *err, dim3 grid, float *qkv, int heads, const float2 *rope, const int *tslot,
                       const int *tpos, const cu_kv *kv, int window, int splits, float *part, int *cnt, half *out,
                       float *clear, int clear_len, cudaStream_t st) {
     const size_t smem = dec_cfg<HD>::SMEM; /* up to 64 KB: above the 48 KB default */
     CU_RET(err, cudaFuncSetAttribute(kernel_attn_decode<HD, GM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    kernel_attn_decode<HD, GM><<<grid, DEC_THREADS, smem, st>>>(qkv, heads, rope, tslot, tpos, *kv, window, splits, part,
-                                                            cnt, out, clear, clear_len);
-    CU_LAUNCHED(err);
+    cu_launch_cfg c;
+    cu_launch_init(&c, grid, dim3(DEC_THREADS), smem, st, cua_attn_pdl());
+    const cu_kv kvv = *kv;
+    /* AWQ_CUDA_ATTN_KEYS_MIN: keys per split at least (A/B runs; default DEC_KEYS_MIN) */
+    const char *e = getenv("AWQ_CUDA_ATTN_KEYS_MIN");
+    const int keys_min = e && atoi(e) > 0 ? atoi(e) : DEC_KEYS_MIN;
+    CU_RET(err, cudaLaunchKernelEx(&c.cfg, kernel_attn_decode<HD, GM>, qkv, heads, rope, tslot, tpos, kvv, window, splits,
+                                   keys_min, part, cnt, out, clear, clear_len));
     return 0;
 }
 

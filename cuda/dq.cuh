@@ -174,6 +174,44 @@ __device__ __forceinline__ void cuq_store_pair(float *y, int ldy, int t0, int nt
     }
 }
 
+/* One round of a 4x4 transpose across lanes: a pair of slots (lo, hi) per value sent; the lane
+ * whose bit is set keeps hi and gets the partner's lo into lo, the other the reverse. */
+__device__ __forceinline__ void cuq_xchg_round(float &lo0, float &hi0, float &lo1, float &hi1, bool bit, int lanemask) {
+    const float r0 = __shfl_xor_sync(0xffffffffu, bit ? lo0 : hi0, lanemask);
+    const float r1 = __shfl_xor_sync(0xffffffffu, bit ? lo1 : hi1, lanemask);
+    if (bit) {
+        lo0 = r0;
+        lo1 = r1;
+    } else {
+        hi0 = r0;
+        hi1 = r1;
+    }
+}
+
+/* cuq_store_pair's atomic mode with a quarter of the L2 operations (sm_90: red.global.add.v4.f32):
+ * the four lanes g = 4a..4a+3 (same q) hold columns 4a..4a+3 of both tiles for rows 2q, 2q+1;
+ * a 4x4 transpose across them (two shuffle rounds, lanes ^8 then ^4) gives lane i = g & 3 the
+ * four consecutive columns of combination i (tile i >> 1, row 2q + (i & 1)), one 16-byte
+ * atomic. Why: the batched decode GEMV's split-K atomics were ~25 % of a 64-row launch
+ * (bench/RESULTS.md). y must be 16-byte aligned and ldy a multiple of 4 (the host checks). */
+__device__ __forceinline__ void cuq_red_pair_v4(float *y, int ldy, int t0, int ntiles, int M, int lane, const float *acc) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const int i = (lane >> 2) & 3, a = lane >> 4, q = lane & 3;
+    float v0 = acc[0], v1 = acc[1], v2 = acc[2], v3 = acc[3];
+    const bool b1 = (i >> 1) != 0, b0 = (i & 1) != 0;
+    cuq_xchg_round(v0, v2, v1, v3, b1, 8); /* round 1: slots whose bit 1 differs from the lane's, lane ^ 8 */
+    cuq_xchg_round(v0, v1, v2, v3, b0, 4); /* round 2: bit 0, lane ^ 4 */
+    const int t = t0 + (i >> 1), row = 2 * q + (i & 1);
+    if (t < ntiles && row < M) {
+        float *o = y + (size_t)row * ldy + t * 8 + 4 * a;
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(o), "f"(v0), "f"(v1), "f"(v2), "f"(v3)
+                     : "memory");
+    }
+#else
+    cuq_store_pair(y, ldy, t0, ntiles, M, lane, acc, 2);
+#endif
+}
+
 /* Zeros/scales of group g for a lane: zz for column lane/4 (the B fragment's n), ss for
  * columns 2 (lane%4) and +1 (the accumulator's n). */
 __device__ __forceinline__ void cu_ld_zs(const uint32_t *tile_sz, int g, int lane, uint32_t &zz, uint32_t &ss) {

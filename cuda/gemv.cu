@@ -181,17 +181,9 @@ bool cuq_gemv_pdl(void) {
 template <int GE, int WN, int MINB>
 static cudaError_t gl_launch(dim3 grid, size_t smem, cudaStream_t st, bool pdl, const cuq_in &xx, int mm,
                              const cu_qw *w, float *yy, int ldy, int mode) {
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr[1] = {};
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.gridDim = grid;
-    cfg.blockDim = dim3(GL_THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cfg.attrs = attr;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kernel_qmm_gemv_ldg<GE, WN, MINB>, xx, mm, w->in, (const uint4 *)w->w,
+    cu_launch_cfg c;
+    cu_launch_init(&c, grid, dim3(GL_THREADS), smem, st, pdl);
+    return cudaLaunchKernelEx(&c.cfg, kernel_qmm_gemv_ldg<GE, WN, MINB>, xx, mm, w->in, (const uint4 *)w->w,
                               (const uint32_t *)w->sz, w->out, w->kp, w->group, w->gp, yy, ldy, mode);
 }
 

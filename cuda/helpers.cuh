@@ -109,6 +109,25 @@ __device__ __forceinline__ void cu_pdl_trigger(void) {
 #endif
 }
 
+/* A cudaLaunchKernelEx configuration, as a programmatic dependent launch when pdl. The
+ * config points at attr: build it in place (cu_launch_cfg c; cu_launch_init(&c, ...)) and do
+ * not copy it. */
+struct cu_launch_cfg {
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[1];
+};
+static inline void cu_launch_init(cu_launch_cfg *c, dim3 grid, dim3 block, size_t smem, cudaStream_t st, bool pdl) {
+    *c = cu_launch_cfg{};
+    c->attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    c->attr[0].val.programmaticStreamSerializationAllowed = 1;
+    c->cfg.gridDim = grid;
+    c->cfg.blockDim = block;
+    c->cfg.dynamicSmemBytes = smem;
+    c->cfg.stream = st;
+    c->cfg.attrs = c->attr;
+    c->cfg.numAttrs = pdl ? 1 : 0;
+}
+
 /* ------------------------------------------------------------------ reductions ---- */
 __device__ __forceinline__ float cu_warp_sum(float v) {
 #pragma unroll

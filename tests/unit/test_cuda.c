@@ -185,8 +185,8 @@ static void test_qmm(void) {
              * call): for the registers GEMV 4 tile pairs per block, the 80-register build, no
              * PDL; for the streamed GEMV (sm_90; elsewhere CU_QMM_GEMV is the registers one
              * again) 2 and 8 k128 blocks per unit, one stage per warp, no PDL, pair-major order, the zero fold, 3 blocks per SM,
-             * the batched passes without the wgmma step, with its slab-pair order wherever it fits and with one block per SM (sm_90a; out a
-             * multiple of 64, group >= 128: 1024 x 512,
+             * the batched passes without the wgmma step, with its slab-pair order wherever it fits and with one block per SM, the
+             * batched split-K sums as scalar atomics instead of 16-byte ones (sm_90a; out a multiple of 64, group >= 128: 1024 x 512,
              * 4096 x 64, 512 x 256 at m 16 / 17 / 33 and the 64-row passes of 70 / 130) */
             static const struct { const char *var, *val; int kernel; } tune[] = {
                 {"AWQ_CUDA_GEMV_WN", "4", CU_QMM_GEMV_LDG}, {"AWQ_CUDA_GEMV_OCC", "3", CU_QMM_GEMV_LDG},
@@ -195,7 +195,7 @@ static void test_qmm(void) {
                 {"AWQ_CUDA_NO_PDL", "1", CU_QMM_GEMV},      {"AWQ_CUDA_GEMV_ORDER", "1", CU_QMM_GEMV},
                 {"AWQ_CUDA_GEMV_ZFOLD", "1", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_BPS", "3", CU_QMM_GEMV},
                 {"AWQ_CUDA_GEMV_WGMMA", "0", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_ORDER", "2", CU_QMM_GEMV},
-                {"AWQ_CUDA_GEMV_WGBPS", "1", CU_QMM_GEMV}};
+                {"AWQ_CUDA_GEMV_WGBPS", "1", CU_QMM_GEMV},  {"AWQ_CUDA_GEMV_V4", "0", CU_QMM_GEMV}};
             const int ntune = (int)(sizeof tune / sizeof tune[0]);
             for (int kv = CU_QMM_AUTO; kv <= CU_QMM_LAST + ntune; kv++) {
                 const bool tv = kv > CU_QMM_LAST;
@@ -857,6 +857,16 @@ static void test_attn_decode(void) {
     fwd_compare_dec("cuda-8.20", "AWQ_CUDA_ATTN_FUSED=0: hd 128, 1000 keys", &d.m, 3, pl, 2, 0, 0, false, NULL);
     fwd_compare_dec("cuda-8.21", "AWQ_CUDA_ATTN_FUSED=0: sliding window 150", &w.m, 3, pw, 3, 0, 0, false, NULL);
     fwd_compare_dec("cuda-8.22", "AWQ_CUDA_ATTN_FUSED=0 without graphs", &a.m, 3, pn, 4, 0, 0, true, NULL);
+    setenv("AWQ_CUDA_ATTN_KEYS_MIN", "8", 1); /* splits of 8 keys: many partials merged per token */
+    fwd_compare_dec("cuda-8.24", "AWQ_CUDA_ATTN_KEYS_MIN=8: 1000 / 17 / 64 keys in splits of >= 8 keys", &d.m, 3, pl, 2,
+                    1, 0, false, NULL);
+    fwd_compare_dec("cuda-8.25", "AWQ_CUDA_ATTN_KEYS_MIN=8, hd 64: short splits in 128-key tiles", &a.m, 8, pa, 3, 1, 0,
+                    false, NULL);
+    unsetenv("AWQ_CUDA_ATTN_KEYS_MIN");
+    setenv("AWQ_CUDA_ATTN_PDL", "0", 1); /* the fused kernel launched without PDL (its A/B baseline) */
+    fwd_compare_dec("cuda-8.23", "AWQ_CUDA_ATTN_PDL=0: the fused kernel as a plain launch, 1000 keys", &d.m, 3, pl, 2, 1,
+                    0, false, NULL);
+    unsetenv("AWQ_CUDA_ATTN_PDL");
     synth_free(&a);
     synth_free(&d);
     synth_free(&b);
