@@ -317,6 +317,7 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
             (rc = dmalloc(err, (void **)&s->lastn, (size_t)s->max_seqs * s->H * 2, "activations")) ||
             (rc = dmalloc(err, (void **)&s->logits, (size_t)s->max_seqs * s->V * 4, "logits")) ||
             (rc = dmalloc(err, (void **)&s->d_am, (size_t)s->max_seqs * 4, "argmax")) ||
+            (rc = dmalloc(err, &s->d_am_part, cuo_argmax_part_bytes(s->max_seqs), "argmax partials")) ||
             (rc = dmalloc(err, (void **)&s->d_meta, 4 * MT * 4, "batch metadata")))
             goto fail;
         /* the decode path's split-K matmuls add into these: they start (and are left) zero */
@@ -452,6 +453,7 @@ static void cu_destroy(void *state) {
     cudaFree(s->lastn);
     cudaFree(s->logits);
     cudaFree(s->d_am);
+    cudaFree(s->d_am_part);
     cudaFree(s->d_meta);
     cudaFree(s->dense);
     cudaFree(s->tc.k);

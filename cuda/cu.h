@@ -116,6 +116,11 @@ AWQ_NODISCARD int cu_rope_probe(char *err, int dev, int heads, int kv_heads, int
                                 const int *slot, const int *pos, const float *qkv, int clear_len, float *q,
                                 uint16_t *k, uint16_t *v, float *qkv_after, float *clear_after, long long *stray,
                                 int reps, double *us) AWQ_NONNULL(8, 9, 10, 12, 13, 14, 15, 17);
+/* The decode argmax (cuo_argmax, ops.cu) alone, for tests: out[i] = the index of the largest of
+ * logits row i (n rows of V floats, borrowed), the lowest index among equal maxima, 0 for a
+ * row with no number above -FLT_MAX (NaN / -inf only). */
+AWQ_NODISCARD int cu_argmax_probe(char *err, int dev, const float *logits, int n, int V, int *out)
+    AWQ_NONNULL(3, 6);
 
 #ifdef __cplusplus
 }

@@ -212,7 +212,7 @@ static int run_head(char *err, cu_state *s, int n) {
                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (cs != CUBLAS_STATUS_SUCCESS)
         return awq_seterr(err, AWQ_EDEVICE, "cuda: lm_head cublasGemmEx: %s", cublasGetStatusName(cs));
-    return cuo_argmax(err, s->logits, n, s->V, s->d_am, s->st);
+    return cuo_argmax(err, s->logits, n, s->V, s->d_am, s->d_am_part, s->st);
 }
 
 /* Attention splits for a chunk: enough (token, KV head, split) blocks to cover every SM attn_waves times,

@@ -5,8 +5,12 @@
 
 #include "helpers.cuh"
 #include "ops.cuh"
+extern "C" {
+#include "cu.h"
+}
 
 #define OPS_THREADS 256 /* rows of 4096-14336 elements: 16-56 elements per thread */
+static bool aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 
 static __global__ void kernel_embed(const half *__restrict__ e, const int *__restrict__ tok, int H,
                                     float *__restrict__ x) {
@@ -14,10 +18,29 @@ static __global__ void kernel_embed(const half *__restrict__ e, const int *__res
     float *dst = x + (size_t)blockIdx.x * H;
     for (int i = threadIdx.x; i < H; i += blockDim.x) dst[i] = __half2float(src[i]);
 }
+/* H a multiple of 8, rows 16-byte aligned: every 16-byte load of the row issued at once (the
+ * scalar loop was a ~9 us chain of 2-byte loads at batch-1 decode) */
+static __global__ void kernel_embed_v(const half *__restrict__ e, const int *__restrict__ tok, int H,
+                                      float *__restrict__ x) {
+    const uint4 *src = reinterpret_cast<const uint4 *>(e + (size_t)tok[blockIdx.x] * H);
+    float4 *dst = reinterpret_cast<float4 *>(x + (size_t)blockIdx.x * H);
+    for (int i = threadIdx.x; i < H / 8; i += blockDim.x) {
+        const uint4 v = src[i];
+        const float2 a = __half22float2(*reinterpret_cast<const half2 *>(&v.x));
+        const float2 b = __half22float2(*reinterpret_cast<const half2 *>(&v.y));
+        const float2 c = __half22float2(*reinterpret_cast<const half2 *>(&v.z));
+        const float2 d = __half22float2(*reinterpret_cast<const half2 *>(&v.w));
+        dst[2 * i] = make_float4(a.x, a.y, b.x, b.y);
+        dst[2 * i + 1] = make_float4(c.x, c.y, d.x, d.y);
+    }
+}
 
 int cuo_embed(char *err, const half *embed, const int *tokens, int T, int H, float *x, cudaStream_t st) {
     if (T <= 0) return 0;
-    kernel_embed<<<T, OPS_THREADS, 0, st>>>(embed, tokens, H, x);
+    if (H % 8 == 0 && aligned(embed, 16) && aligned(x, 16))
+        kernel_embed_v<<<T, OPS_THREADS, 0, st>>>(embed, tokens, H, x);
+    else
+        kernel_embed<<<T, OPS_THREADS, 0, st>>>(embed, tokens, H, x);
     CU_LAUNCHED(err);
     return 0;
 }
@@ -83,7 +106,6 @@ static __global__ void kernel_rmsnorm(const float *__restrict__ x, const int *__
     for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = __float2half(xr[i] * inv * __half2float(w[i]));
 }
 
-static bool aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 
 int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const half *w, float eps,
                 half *out, cudaStream_t st) {
@@ -205,68 +227,113 @@ int cuo_swiglu_h(char *err, const half *gu, int T, int I, half *h, cudaStream_t 
     return 0;
 }
 
-#define ARGMAX_THREADS 1024 /* one block per row of 32k-120k logits */
-static __global__ void kernel_argmax(const float *__restrict__ logits, int V, int *__restrict__ out) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    const float *l = logits + (size_t)blockIdx.x * V;
+/* Argmax of each logits row, the lowest index winning ties (as the CPU sampler), in two
+ * kernels: ARGMAX_NB blocks per row scan chunks of the row and write (value, index) partials,
+ * then one warp per row reduces them. Why: one 1024-thread block per row was ~15 us at batch 1
+ * with shisa's 120k vocabulary (one SM pulling 480 KB); spread over 32 SMs the scan is a few
+ * microseconds. Rows of NaN only give index 0. */
+#define ARGMAX_THREADS 256
+#define ARGMAX_MIN 256 /* logits per block at least */
+
+/* (v, i) := the better of (v, i) and (ov, oi): larger value, then lower index */
+__device__ __forceinline__ void am_take(float &v, int &i, float ov, int oi) {
+    if (ov > v || (ov == v && oi < i)) {
+        v = ov;
+        i = oi;
+    }
+}
+__device__ __forceinline__ void am_warp(float &v, int &i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) am_take(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+}
+
+/* grid (nb, n): block c of row r scans [c0, c1), chunks a multiple of 4 long (float4 loads stay
+ * aligned when V is a multiple of 4), and writes part[r * nb + c] = (value bits, index) */
+static __global__ void __launch_bounds__(ARGMAX_THREADS)
+kernel_argmax_part(const float *__restrict__ logits, int V, int chunk, int2 *__restrict__ part) {
+    __shared__ float sv[ARGMAX_THREADS / 32];
+    __shared__ int si[ARGMAX_THREADS / 32];
+    const float *l = logits + (size_t)blockIdx.y * V;
+    const int c0 = blockIdx.x * chunk, c1 = min(V, c0 + chunk);
     float bv = -FLT_MAX;
     int bi = 0x7fffffff;
-    if ((V & 3) == 0) {
-        /* 16-byte loads, several in flight: a scalar strided scan of a 120k vocabulary was a
-         * ~30 us chain of dependent loads per decode step; elements of a float4 are taken in
-         * index order, so the first (lowest) index still wins ties within a thread */
+    if ((V & 3) == 0) { /* elements of a float4 in index order: the lowest index wins ties */
         const float4 *l4 = reinterpret_cast<const float4 *>(l);
 #pragma unroll 4
-        for (int i = threadIdx.x; i < (V >> 2); i += blockDim.x) {
+        for (int i = (c0 >> 2) + threadIdx.x; i < (c1 >> 2); i += ARGMAX_THREADS) {
             const float4 v = l4[i];
-            if (v.x > bv) { bv = v.x; bi = 4 * i; }
-            if (v.y > bv) { bv = v.y; bi = 4 * i + 1; }
-            if (v.z > bv) { bv = v.z; bi = 4 * i + 2; }
-            if (v.w > bv) { bv = v.w; bi = 4 * i + 3; }
+            am_take(bv, bi, v.x, 4 * i);
+            am_take(bv, bi, v.y, 4 * i + 1);
+            am_take(bv, bi, v.z, 4 * i + 2);
+            am_take(bv, bi, v.w, 4 * i + 3);
         }
     } else {
-        for (int i = threadIdx.x; i < V; i += blockDim.x) {
-            float v = l[i];
-            if (v > bv) { /* strided scan: the first (lowest) index wins ties within a thread */
-                bv = v;
-                bi = i;
-            }
-        }
+        for (int i = c0 + threadIdx.x; i < c1; i += ARGMAX_THREADS) am_take(bv, bi, l[i], i);
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) {
-            bv = ov;
-            bi = oi;
-        }
-    }
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    am_warp(bv, bi);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     if (lane == 0) {
         sv[w] = bv;
         si[w] = bi;
     }
     __syncthreads();
     if (w == 0) {
-        int nw = blockDim.x >> 5;
-        bv = lane < nw ? sv[lane] : -FLT_MAX;
-        bi = lane < nw ? si[lane] : 0x7fffffff;
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) {
-                bv = ov;
-                bi = oi;
-            }
-        }
-        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+        bv = lane < ARGMAX_THREADS / 32 ? sv[lane] : -FLT_MAX;
+        bi = lane < ARGMAX_THREADS / 32 ? si[lane] : 0x7fffffff;
+        am_warp(bv, bi);
+        if (lane == 0) part[(size_t)blockIdx.y * gridDim.x + blockIdx.x] = make_int2(__float_as_int(bv), bi);
     }
 }
 
-int cuo_argmax(char *err, const float *logits, int n, int V, int *out, cudaStream_t st) {
+/* one warp per row: the nb partials (nb <= 32) */
+static __global__ void kernel_argmax_fin(const int2 *__restrict__ part, int nb, int *__restrict__ out) {
+    const int lane = threadIdx.x;
+    float bv = -FLT_MAX;
+    int bi = 0x7fffffff;
+    if (lane < nb) {
+        const int2 p = part[(size_t)blockIdx.x * nb + lane];
+        bv = __int_as_float(p.x);
+        bi = p.y;
+    }
+    am_warp(bv, bi);
+    if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+}
+
+size_t cuo_argmax_part_bytes(int n) { return (size_t)n * CUO_ARGMAX_NB * sizeof(int2); }
+
+int cuo_argmax(char *err, const float *logits, int n, int V, int *out, void *part, cudaStream_t st) {
     if (n <= 0) return 0;
-    kernel_argmax<<<n, ARGMAX_THREADS, 0, st>>>(logits, V, out);
+    if (n > 65535 || V <= 0)
+        return awq_seterr(err, AWQ_EINVAL, "cuo_argmax: %d rows of %d logits", n, V);
+    int nb = (V + ARGMAX_MIN - 1) / ARGMAX_MIN;
+    if (nb > CUO_ARGMAX_NB) nb = CUO_ARGMAX_NB;
+    const int chunk = ((V + nb - 1) / nb + 3) & ~3;
+    nb = (V + chunk - 1) / chunk;
+    kernel_argmax_part<<<dim3((unsigned)nb, (unsigned)n), ARGMAX_THREADS, 0, st>>>(logits, V, chunk, (int2 *)part);
+    CU_LAUNCHED(err);
+    kernel_argmax_fin<<<n, 32, 0, st>>>((const int2 *)part, nb, out);
     CU_LAUNCHED(err);
     return 0;
+}
+
+/* ------------------------------------------------------------------ probe (tests) ---- */
+extern "C" int cu_argmax_probe(char *err, int dev, const float *logits, int n, int V, int *out) {
+    if (n <= 0 || n > 65535 || V <= 0)
+        return awq_seterr(err, AWQ_EINVAL, "cu_argmax_probe: %d rows of %d logits", n, V);
+    CU_RET(err, cudaSetDevice(dev));
+    float *dl = NULL;
+    int *dout = NULL;
+    void *part = NULL;
+    int rc = 0;
+    CU_GOTO(err, rc, done, cudaMalloc(&dl, (size_t)n * V * sizeof(float)));
+    CU_GOTO(err, rc, done, cudaMalloc(&dout, (size_t)n * sizeof(int)));
+    CU_GOTO(err, rc, done, cudaMalloc(&part, cuo_argmax_part_bytes(n)));
+    CU_GOTO(err, rc, done, cudaMemcpy(dl, logits, (size_t)n * V * sizeof(float), cudaMemcpyHostToDevice));
+    if ((rc = cuo_argmax(err, dl, n, V, dout, part, 0))) goto done;
+    CU_GOTO(err, rc, done, cudaMemcpy(out, dout, (size_t)n * sizeof(int), cudaMemcpyDeviceToHost));
+done:
+    cudaFree(dl);
+    cudaFree(dout);
+    cudaFree(part);
+    return rc;
 }

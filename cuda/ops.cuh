@@ -16,8 +16,11 @@ int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const 
 int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t st);
 /* The same from fp16 gate|up rows (T, 2 I) halves: the dense path's gate|up output. */
 int cuo_swiglu_h(char *err, const half *gu, int T, int I, half *h, cudaStream_t st);
-/* out[i] = argmax of logits row i (V floats); ties go to the lowest id (as the CPU). */
-int cuo_argmax(char *err, const float *logits, int n, int V, int *out, cudaStream_t st);
+/* out[i] = argmax of logits row i (V floats); ties go to the lowest id (as the CPU). part:
+ * device scratch of cuo_argmax_part_bytes(n) (the per-block partials, overwritten). */
+#define CUO_ARGMAX_NB 32 /* blocks per row at most */
+size_t cuo_argmax_part_bytes(int n);
+int cuo_argmax(char *err, const float *logits, int n, int V, int *out, void *part, cudaStream_t st);
 
 /* The paged KV cache one layer sees. K and V: (layers, nblocks, kv_heads, CU_KV_BS, head_dim)
  * fp16; a sequence's position p lives in block bt[slot * maxb + p / CU_KV_BS], row p % BS. */

@@ -108,6 +108,7 @@ typedef struct cu_state {
     half *lastn;           /* (max_seqs, H) */
     float *logits;         /* (max_seqs, V) */
     int *d_am;             /* (max_seqs) */
+    void *d_am_part;       /* cuo_argmax's partials (cuo_argmax_part_bytes(max_seqs)) */
     int *d_meta, *h_meta;  /* tokens | tslot | tpos | lastrows, (4, MT) ints; h_meta pinned */
     int *h_am;             /* (max_seqs) pinned */
     cu_graph graphs[CU_GRAPHS];

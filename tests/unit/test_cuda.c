@@ -15,6 +15,7 @@
  * paths.
  */
 #define _POSIX_C_SOURCE 200809L /* mkdtemp */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1235,6 +1236,64 @@ static void test_backend_errors(void) {
     synth_free(&a);
 }
 
+/* The decode argmax (two kernels: per-block partials, then one warp per row) against a CPU
+ * scan: maxima on chunk edges, ties inside a block and across blocks (the lowest index wins, as
+ * the CPU sampler), NaN and -inf rows, vocabularies not a multiple of 4 (the scalar path) and
+ * smaller than one block's share. */
+static int argmax_ref(const float *l, int V) {
+    int bi = -1;
+    for (int i = 0; i < V; i++)
+        if (l[i] > -FLT_MAX && (bi < 0 || l[i] > l[bi])) bi = i;
+    for (int i = 0; i < V; i++) /* -FLT_MAX itself counts when nothing is above it */
+        if (bi < 0 && l[i] == -FLT_MAX) bi = i;
+    return bi < 0 ? 0 : bi;
+}
+
+static void test_argmax(void) {
+    char err[AWQ_ERR_LEN];
+    static const int vs[] = {120128, 32000, 1001, 1000, 257, 4, 1};
+    for (size_t vi = 0; vi < sizeof vs / sizeof vs[0]; vi++) {
+        const int V = vs[vi], n = 8;
+        float *l = malloc((size_t)n * V * sizeof(float));
+        int out[8], want[8];
+        for (size_t i = 0; i < (size_t)n * V; i++) l[i] = rndf(-10.0f, 10.0f);
+        float *r;
+        /* row 1: a tie of the maximum in the first and the last element */
+        r = l + (size_t)1 * V;
+        r[0] = r[V - 1] = 50.0f;
+        /* row 2: the maximum on the first element of every 3756-wide chunk (120128 / 32,
+         * rounded up to 4) and the elements after it: the first chunk edge wins */
+        r = l + (size_t)2 * V;
+        for (int i = 3756; i < V; i += 3756) r[i] = r[i + 1 < V ? i + 1 : i] = 60.0f;
+        /* row 3: NaN everywhere but one element */
+        r = l + (size_t)3 * V;
+        for (int i = 0; i < V; i++) r[i] = NAN;
+        r[V / 2] = -3.0f;
+        /* row 4: NaN and -inf only (index 0) */
+        r = l + (size_t)4 * V;
+        for (int i = 0; i < V; i++) r[i] = (i & 1) ? NAN : -INFINITY;
+        /* row 5: the maximum in the last element alone */
+        r = l + (size_t)5 * V;
+        r[V - 1] = 70.0f;
+        /* row 6: equal values everywhere (index 0) */
+        r = l + (size_t)6 * V;
+        for (int i = 0; i < V; i++) r[i] = 1.5f;
+        for (int i = 0; i < n; i++) want[i] = argmax_ref(l + (size_t)i * V, V);
+        char what[128];
+        snprintf(what, sizeof what, "argmax of 8 rows of %d logits (ties, chunk edges, NaN, -inf) equals the CPU scan",
+                 V);
+        CASE("cuda-12.1", what);
+        CHECK_EQ(cu_argmax_probe(err, 0, l, n, V, out), 0);
+        for (int i = 0; i < n; i++) CHECK_EQ(out[i], want[i]);
+        free(l);
+    }
+    CASE("cuda-12.2", "cu_argmax_probe refuses an empty vocabulary, naming it");
+    float one = 0.0f;
+    int o = 0;
+    CHECK_EQ(cu_argmax_probe(err, 0, &one, 1, 0, &o), AWQ_EINVAL);
+    CHECK_CONTAINS(err, "0 logits");
+}
+
 int main(void) {
     CASE("cuda-1.1", "device discovery");
     int n = cu_device_count();
@@ -1264,6 +1323,7 @@ int main(void) {
     if (!quick) test_attn_decode();
     if (!quick) test_rope_kv();
     if (!quick) test_batched_decode();
+    test_argmax();
     test_mkmodel();
     test_backend_errors();
     return h_finish();
