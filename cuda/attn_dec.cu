@@ -26,11 +26,10 @@
  *     resets the counter (graphs replay it). That block (or the only one) zeroes the group's
  *     q, k and v parts of the qkv row once every split has read them.
  * The grid's split count depends on the batch size only (fwd.cu: pick_splits_dec); each token
- * uses as many of them as its context fills with >= DEC_KEYS_MIN keys, so a decode graph serves every
- * context length and short sequences batched with long ones merge few partials.
+ * uses as many of them as its context fills with >= DEC_KEYS_MIN keys, so a decode graph serves
+ * every context length and short sequences batched with long ones merge few partials.
  */
 #include <math.h>
-
 #include <stdlib.h>
 
 #include "helpers.cuh"
