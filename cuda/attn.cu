@@ -59,6 +59,8 @@ static __global__ void __launch_bounds__(ROPE_THREADS)
 kernel_rope_kv_v(float *__restrict__ qkv, int heads, const float2 *__restrict__ rope, const int *__restrict__ tslot,
                  const int *__restrict__ tpos, cu_kv kv, float *__restrict__ q, int rope_blocks,
                  float *__restrict__ clear, int clear_len) {
+    cu_pdl_trigger(); /* the attention kernel may launch (it waits for this grid) */
+    cu_pdl_wait();    /* qkv is the GEMV's output; every block waits, the clear blocks too */
     const int t = blockIdx.y;
     const float4 z4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if ((int)blockIdx.x >= rope_blocks) {
@@ -184,9 +186,8 @@ int cua_rope_kv(char *err, float *qkv, int T, int heads, const float2 *rope, con
         const int units = (heads + 2 * kv->kv_heads) * (hd / 8);
         const int rb = (units + ROPE_THREADS - 1) / ROPE_THREADS;
         const int cb = clear ? (clear_len / 4 + ROPE_THREADS * ROPE_CLEAR_V4 - 1) / (ROPE_THREADS * ROPE_CLEAR_V4) : 0;
-        kernel_rope_kv_v<<<dim3((unsigned)(rb + cb), (unsigned)T), ROPE_THREADS, 0, st>>>(qkv, heads, rope, tslot, tpos,
-                                                                                           *kv, q, rb, clear, clear_len);
-        CU_LAUNCHED(err);
+        CU_RET(err, cu_launch_k(cu_row_pdl(), kernel_rope_kv_v, dim3((unsigned)(rb + cb), (unsigned)T), dim3(ROPE_THREADS),
+                                0, st, qkv, heads, rope, tslot, tpos, *kv, q, rb, clear, clear_len));
         return 0;
     }
     /* 8 blocks per token: at batch 1 one block was a serial chain of loads (~10 us per layer) */
@@ -225,6 +226,7 @@ kernel_attn(const float *__restrict__ q, int heads, const int *__restrict__ tslo
     __shared__ float sm_m[ATTN_WARPS][ATTN_GMAX], sm_l[ATTN_WARPS][ATTN_GMAX];
     __shared__ float sm_o[ATTN_WARPS][ATTN_GMAX][HD];
     cu_pdl_trigger(); /* the o_proj GEMV may start loading its weights */
+    cu_pdl_wait();    /* q and this step's cache rows come from the RoPE kernel */
     const int t = blockIdx.x, kh = blockIdx.y, sp = blockIdx.z;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int G = heads / kv.kv_heads;
@@ -362,6 +364,7 @@ kernel_attn(const float *__restrict__ q, int heads, const int *__restrict__ tslo
 static __global__ void kernel_attn_combine(const float *__restrict__ part, int heads, int hd, int splits,
                                            half *__restrict__ out) {
     cu_pdl_trigger(); /* the o_proj GEMV may start loading its weights */
+    cu_pdl_wait();    /* the partials of kernel_attn */
     const int th = blockIdx.x, d = threadIdx.x;
     const float *pp = part + (size_t)th * splits * (hd + 2);
     float M = -INFINITY;
@@ -389,21 +392,21 @@ int cua_attention(char *err, const float *q, int T, int heads, const int *tslot,
     if (splits < 1) splits = 1;
     dim3 grid((unsigned)T, (unsigned)kv->kv_heads, (unsigned)splits);
     const int th = ATTN_WARPS * 32;
+    void (*k)(const float *, int, const int *, const int *, cu_kv, int, int, float *, half *);
     switch (kv->head_dim) {
-    case 16: kernel_attn<16><<<grid, th, 0, st>>>(q, heads, tslot, tpos, *kv, window, splits, part, out); break;
-    case 32: kernel_attn<32><<<grid, th, 0, st>>>(q, heads, tslot, tpos, *kv, window, splits, part, out); break;
-    case 64: kernel_attn<64><<<grid, th, 0, st>>>(q, heads, tslot, tpos, *kv, window, splits, part, out); break;
-    case 96: kernel_attn<96><<<grid, th, 0, st>>>(q, heads, tslot, tpos, *kv, window, splits, part, out); break;
-    case 128: kernel_attn<128><<<grid, th, 0, st>>>(q, heads, tslot, tpos, *kv, window, splits, part, out); break;
-    case 256: kernel_attn<256><<<grid, th, 0, st>>>(q, heads, tslot, tpos, *kv, window, splits, part, out); break;
+    case 16: k = kernel_attn<16>; break;
+    case 32: k = kernel_attn<32>; break;
+    case 64: k = kernel_attn<64>; break;
+    case 96: k = kernel_attn<96>; break;
+    case 128: k = kernel_attn<128>; break;
+    case 256: k = kernel_attn<256>; break;
     default: return awq_seterr(err, AWQ_EUNSUPPORTED, "attention: head_dim %d not built", kv->head_dim);
     }
-    CU_LAUNCHED(err);
-    if (splits > 1) {
-        kernel_attn_combine<<<(unsigned)(T * heads), (unsigned)kv->head_dim, 0, st>>>(part, heads, kv->head_dim,
-                                                                                       splits, out);
-        CU_LAUNCHED(err);
-    }
+    const bool pdl = cu_row_pdl();
+    CU_RET(err, cu_launch_k(pdl, k, grid, dim3(th), 0, st, q, heads, tslot, tpos, *kv, window, splits, part, out));
+    if (splits > 1)
+        CU_RET(err, cu_launch_k(pdl, kernel_attn_combine, dim3((unsigned)(T * heads)), dim3((unsigned)kv->head_dim), 0,
+                                st, (const float *)part, heads, kv->head_dim, splits, out));
     return 0;
 }
 

@@ -2,9 +2,10 @@
  * m16n8k16 fp16 -> fp32) for a run of consecutive query positions of one sequence (a "segment"
  * of the chunk), straight from the paged KV cache: the scores never leave the SM.
  *
- * Block = (query head h, 64 queries), 4 warps of 16 query rows each:
- *   Q tile (64, hd) fp32 -> fp16 * log2(e)/sqrt(hd) into shared memory, then each warp keeps
- *     its 16 rows as mma A fragments in registers (hd/16 k16 steps);
+ * Block = (query head h, 64 MR queries), 4 warps of MR m16 row tiles (16 MR query rows) each:
+ *   Q tile (64 MR, hd) fp32 -> fp16 * log2(e)/sqrt(hd) into shared memory; with MR = 1 each
+ *     warp keeps its 16 rows as mma A fragments in registers (hd/16 k16 steps), with MR = 2
+ *     it reloads them per k16 step and every K / V fragment feeds two mma (fa_mr: long runs);
  *   loop over key tiles of FA_BK = 64 positions, aligned to multiples of 64 (so a tile is 4
  *     whole cache pages), from the first key any query of the block sees (lo of the first
  *     query) to the last query: K and V rows go cp.async 16 B at a time from their pages
@@ -28,6 +29,7 @@
  * L2/HBM (each tile is read by every query block and query head of the group that needs it).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <vector>
@@ -40,7 +42,7 @@ extern "C" {
 #include "cu.h"
 }
 
-#define FA_BQ 64                  /* queries per block: 4 warps x 16 mma rows */
+#define CU_FA_MR2_MIN 1024        /* queries from which a warp takes two m16 row tiles (fa_mr) */
 #define FA_BK 64                  /* keys per tile: 4 cache pages; S tile = 32 floats per thread */
 #define FA_WARPS 4
 #define FA_THREADS (FA_WARPS * 32)
@@ -52,12 +54,17 @@ __device__ __forceinline__ int fa_swz(int r, int c, int cpr) { return r * cpr + 
 
 __device__ __forceinline__ uint32_t fa_pack(float a, float b) { return cu_h2u(__floats2half2_rn(a, b)); }
 
-/* One block per (head, 64 queries); see the file comment. q (n, heads*HD) fp32, out (n, heads*HD)
- * fp16; qscale = log2(e)/sqrt(HD). Dynamic shared memory: Q (64, HD) + K, V 2 x (64, HD) fp16. */
-template <int HD>
+/* One block per (head, BQ = 64 MR queries); see the file comment. MR: m16 row tiles per warp
+ * (1: 16 query rows, Q kept as A fragments in registers; 2: 32 rows, Q re-read from shared
+ * memory per k16 step, and every K / V fragment loaded by ldmatrix feeds MR mma: about 40 %
+ * fewer shared-memory bytes per FLOP, FlashAttention-2's shape for hd 128). q (n, heads*HD)
+ * fp32, out (n, heads*HD) fp16; qscale = log2(e)/sqrt(HD). Dynamic shared memory: Q (BQ, HD)
+ * + K, V 2 x (64, HD) fp16. */
+template <int HD, int MR>
 static __global__ void __launch_bounds__(FA_THREADS)
 kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0, cu_kv kv, int window, float qscale,
                half *__restrict__ out) {
+    constexpr int BQ = FA_WARPS * 16 * MR;   /* queries per block */
     constexpr int CPR = HD / 8;              /* 16-byte chunks per row */
     constexpr int NKS = HD / 16;             /* k16 steps of Q K^T */
     constexpr int NDT = HD / 8;              /* n8 tiles of O */
@@ -65,14 +72,16 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
     constexpr int NPG = FA_BK / CU_KV_BS;    /* cache pages per key tile */
     constexpr int RPP = FA_THREADS / CPR;    /* tile rows one pass of the block loads */
     constexpr int TILE = FA_BK * CPR;        /* chunks per K (or V) tile */
+    constexpr int NQF = MR == 1 ? NKS : 1;   /* Q fragments kept in registers (MR 1) */
     static_assert(FA_BK % CU_KV_BS == 0, "key tiles are whole cache pages");
     static_assert(CU_KV_BS % RPP == 0, "a thread's rows of one load pass lie in one page");
-    static_assert(TILE % FA_THREADS == 0 && (FA_BQ * CPR) % FA_THREADS == 0, "whole load passes");
+    static_assert(TILE % FA_THREADS == 0 && (BQ * CPR) % FA_THREADS == 0, "whole load passes");
     static_assert(CPR >= 8, "the swizzle needs rows of at least 8 chunks");
+    static_assert(MR == 1 || MR == 2, "one or two m16 tiles per warp");
 
     extern __shared__ uint4 fa_smem[];
-    uint4 *qs = fa_smem;                     /* (FA_BQ, CPR) */
-    uint4 *ks = qs + FA_BQ * CPR;            /* (2, FA_BK, CPR) */
+    uint4 *qs = fa_smem;                     /* (BQ, CPR) */
+    uint4 *ks = qs + BQ * CPR;               /* (2, FA_BK, CPR) */
     uint4 *vs = ks + 2 * TILE;               /* (2, FA_BK, CPR) */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -80,7 +89,7 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
     const int h = blockIdx.x, kh = h / (heads / kv.kv_heads);
     const int qblk = gridDim.y - 1 - blockIdx.y; /* last (longest) query blocks first */
     const int qd = heads * HD;
-    const int i0 = qblk * FA_BQ, nq = min(FA_BQ, n - i0);
+    const int i0 = qblk * BQ, nq = min(BQ, n - i0);
     const int qp0 = pos0 + i0, qp1 = qp0 + nq - 1;                 /* positions of the block's queries */
     const int klo = window > 0 ? max(qp0 - window + 1, 0) : 0;     /* first key any of them sees */
     const int t0 = klo / FA_BK, ntiles = qp1 / FA_BK - t0 + 1;
@@ -119,7 +128,7 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
 
     /* Q tile -> fp16 * qscale, rows past n zero (their outputs are not stored) */
 #pragma unroll
-    for (int i = 0; i < FA_BQ * CPR / FA_THREADS; i++) {
+    for (int i = 0; i < BQ * CPR / FA_THREADS; i++) {
         const int idx = tid + i * FA_THREADS, r = idx / CPR, c = idx % CPR;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (r < nq) {
@@ -133,19 +142,29 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
         qs[fa_swz(r, c, CPR)] = v;
     }
     __syncthreads();
-    /* A fragments of the warp's 16 rows: matrices (rows 0-7 | 8-15) x (cols 0-7 | 8-15) */
-    uint32_t qf[NKS][4];
+    /* A fragments of m16 tile mi of the warp at k16 step kk: matrices (rows 0-7 | 8-15) x
+     * (cols 0-7 | 8-15) */
+    auto ldq = [&](uint32_t *f, int mi, int kk) {
+        cu_ldmatrix_x4(f, qs + fa_swz((warp * MR + mi) * 16 + (lane & 15), kk * 2 + (lane >> 4), CPR));
+    };
+    uint32_t qf[NQF][4]; /* MR 1: all of the warp's Q fragments, loaded once */
+    if constexpr (MR == 1) {
 #pragma unroll
-    for (int kk = 0; kk < NKS; kk++)
-        cu_ldmatrix_x4(qf[kk], qs + fa_swz(warp * 16 + (lane & 15), kk * 2 + (lane >> 4), CPR));
+        for (int kk = 0; kk < NKS; kk++) ldq(qf[kk], 0, kk);
+    }
 
     /* the warp's query positions; rows past n (qw0 + r > qp1) compute but are not stored */
-    const int qw0 = qp0 + warp * 16, qw1 = min(qw0 + 15, qp1);
+    const int qw0 = qp0 + warp * 16 * MR, qw1 = min(qw0 + 16 * MR - 1, qp1);
     const bool wlive = qw0 <= qp1;
-    float o[NDT][4];
+    float o[MR][NDT][4];
 #pragma unroll
-    for (int d = 0; d < NDT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* rows g and g + 8; l: this lane's part */
+    for (int mi = 0; mi < MR; mi++)
+#pragma unroll
+        for (int d = 0; d < NDT; d++) o[mi][d][0] = o[mi][d][1] = o[mi][d][2] = o[mi][d][3] = 0.0f;
+    /* rows g and g + 8 of each m16 tile; l: this lane's part */
+    float m[MR][2], l[MR][2];
+#pragma unroll
+    for (int mi = 0; mi < MR; mi++) m[mi][0] = m[mi][1] = -INFINITY, l[mi][0] = l[mi][1] = 0.0f;
 
     for (int it = 0; it < ntiles; it++) {
         if (it + 1 < ntiles) {
@@ -163,11 +182,23 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
         if (run) {
             const bool need_mask = kp0 + FA_BK - 1 > qw0 || (window > 0 && kp0 < qw1 - window + 1);
             const uint4 *kb = ks + (it & 1) * TILE, *vb = vs + (it & 1) * TILE;
-            float s[NST][4];
+            float s[MR][NST][4];
 #pragma unroll
-            for (int nt = 0; nt < NST; nt++) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            for (int mi = 0; mi < MR; mi++)
+#pragma unroll
+                for (int nt = 0; nt < NST; nt++) s[mi][nt][0] = s[mi][nt][1] = s[mi][nt][2] = s[mi][nt][3] = 0.0f;
 #pragma unroll
             for (int kk = 0; kk < NKS; kk++) {
+                uint32_t qa[MR][4];
+#pragma unroll
+                for (int mi = 0; mi < MR; mi++) {
+                    if constexpr (MR == 1) {
+#pragma unroll
+                        for (int c = 0; c < 4; c++) qa[mi][c] = qf[kk < NQF ? kk : 0][c];
+                    } else {
+                        ldq(qa[mi], mi, kk);
+                    }
+                }
 #pragma unroll
                 for (int np = 0; np < NST / 2; np++) {
                     /* matrices: keys (0-7 | 8-15 of the pair) x dims (0-7 | 8-15 of the k16) ->
@@ -175,61 +206,78 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
                     uint32_t b[4];
                     cu_ldmatrix_x4(b, kb + fa_swz(np * 16 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1),
                                                   CPR));
-                    cu_mma16816(s[2 * np], qf[kk], b[0], b[1]);
-                    cu_mma16816(s[2 * np + 1], qf[kk], b[2], b[3]);
+#pragma unroll
+                    for (int mi = 0; mi < MR; mi++) {
+                        cu_mma16816(s[mi][2 * np], qa[mi], b[0], b[1]);
+                        cu_mma16816(s[mi][2 * np + 1], qa[mi], b[2], b[3]);
+                    }
                 }
             }
             if (need_mask) {
 #pragma unroll
-                for (int nt = 0; nt < NST; nt++)
+                for (int mi = 0; mi < MR; mi++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int p = qw0 + g + (e >> 1) * 8, j = kp0 + nt * 8 + 2 * tq + (e & 1);
-                        if (j > p || (window > 0 && j < p - window + 1)) s[nt][e] = -INFINITY;
+                    for (int nt = 0; nt < NST; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int p = qw0 + mi * 16 + g + (e >> 1) * 8, j = kp0 + nt * 8 + 2 * tq + (e & 1);
+                            if (j > p || (window > 0 && j < p - window + 1)) s[mi][nt][e] = -INFINITY;
+                        }
+            }
+            /* online softmax per m16 tile and row half r (row g: elements 0, 1; row g + 8: 2, 3) */
+#pragma unroll
+            for (int mi = 0; mi < MR; mi++)
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    float mx = -INFINITY;
+#pragma unroll
+                    for (int nt = 0; nt < NST; nt++) mx = fmaxf(mx, fmaxf(s[mi][nt][2 * r], s[mi][nt][2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    const float mnew = fmaxf(m[mi][r], mx);
+                    /* a row with every key so far masked keeps -inf: subtract 0 so exp2 gives 0, not NaN */
+                    const float muse = mnew == -INFINITY ? 0.0f : mnew;
+                    const float alpha = exp2f(m[mi][r] - muse);
+                    m[mi][r] = mnew;
+                    l[mi][r] *= alpha;
+#pragma unroll
+                    for (int d = 0; d < NDT; d++) {
+                        o[mi][d][2 * r] *= alpha;
+                        o[mi][d][2 * r + 1] *= alpha;
                     }
-            }
-            /* online softmax per row half r (row g: elements 0, 1; row g + 8: 2, 3) */
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                float mx = -INFINITY;
-#pragma unroll
-                for (int nt = 0; nt < NST; nt++) mx = fmaxf(mx, fmaxf(s[nt][2 * r], s[nt][2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float mnew = fmaxf(m[r], mx);
-                /* a row with every key so far masked keeps -inf: subtract 0 so exp2 gives 0, not NaN */
-                const float muse = mnew == -INFINITY ? 0.0f : mnew;
-                const float alpha = exp2f(m[r] - muse);
-                m[r] = mnew;
-                l[r] *= alpha;
-#pragma unroll
-                for (int d = 0; d < NDT; d++) {
-                    o[d][2 * r] *= alpha;
-                    o[d][2 * r + 1] *= alpha;
+                    for (int nt = 0; nt < NST; nt++) {
+                        s[mi][nt][2 * r] = exp2f(s[mi][nt][2 * r] - muse);
+                        s[mi][nt][2 * r + 1] = exp2f(s[mi][nt][2 * r + 1] - muse);
+                        l[mi][r] += s[mi][nt][2 * r] + s[mi][nt][2 * r + 1];
+                    }
                 }
+            /* P as fp16 A fragments, all packed before P V (half the registers of S while O
+             * accumulates): P's k16 step kt is S tiles 2kt (a0, a1) and 2kt + 1 (a2, a3) */
+            uint32_t pa[MR][FA_BK / 16][4];
 #pragma unroll
-                for (int nt = 0; nt < NST; nt++) {
-                    s[nt][2 * r] = exp2f(s[nt][2 * r] - muse);
-                    s[nt][2 * r + 1] = exp2f(s[nt][2 * r + 1] - muse);
-                    l[r] += s[nt][2 * r] + s[nt][2 * r + 1];
+            for (int mi = 0; mi < MR; mi++)
+#pragma unroll
+                for (int kt = 0; kt < FA_BK / 16; kt++) {
+                    pa[mi][kt][0] = fa_pack(s[mi][2 * kt][0], s[mi][2 * kt][1]);
+                    pa[mi][kt][1] = fa_pack(s[mi][2 * kt][2], s[mi][2 * kt][3]);
+                    pa[mi][kt][2] = fa_pack(s[mi][2 * kt + 1][0], s[mi][2 * kt + 1][1]);
+                    pa[mi][kt][3] = fa_pack(s[mi][2 * kt + 1][2], s[mi][2 * kt + 1][3]);
                 }
-            }
-            /* O += P V: P's k16 step kt is S tiles 2kt (a0, a1) and 2kt + 1 (a2, a3) */
+            /* O += P V */
 #pragma unroll
             for (int kt = 0; kt < FA_BK / 16; kt++) {
-                uint32_t a[4];
-                a[0] = fa_pack(s[2 * kt][0], s[2 * kt][1]);
-                a[1] = fa_pack(s[2 * kt][2], s[2 * kt][3]);
-                a[2] = fa_pack(s[2 * kt + 1][0], s[2 * kt + 1][1]);
-                a[3] = fa_pack(s[2 * kt + 1][2], s[2 * kt + 1][3]);
 #pragma unroll
                 for (int dp = 0; dp < NDT / 2; dp++) {
                     /* matrices: keys (0-7 | 8-15 of the k16) x dims (0-7 | 8-15 of the pair),
                      * transposed -> b0, b1 of n8 tile 2dp, then of 2dp + 1 */
                     uint32_t b[4];
                     cu_ldmatrix_x4_t(b, vb + fa_swz(kt * 16 + (lane & 15), dp * 2 + (lane >> 4), CPR));
-                    cu_mma16816(o[2 * dp], a, b[0], b[1]);
-                    cu_mma16816(o[2 * dp + 1], a, b[2], b[3]);
+#pragma unroll
+                    for (int mi = 0; mi < MR; mi++) {
+                        cu_mma16816(o[mi][2 * dp], pa[mi][kt], b[0], b[1]);
+                        cu_mma16816(o[mi][2 * dp + 1], pa[mi][kt], b[2], b[3]);
+                    }
                 }
             }
         }
@@ -238,34 +286,46 @@ kernel_attn_fa(const float *__restrict__ q, int n, int heads, int slot, int pos0
 
     /* O / l -> fp16; l summed over the quad (every lane's part carries the same rescales) */
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float sum = l[r];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f; /* l > 0 always (key i sees itself): guard */
-        const int row = warp * 16 + g + r * 8;
-        if (row < nq) {
-            half *dst = out + (size_t)(i0 + row) * qd + (size_t)h * HD + 2 * tq;
+    for (int mi = 0; mi < MR; mi++)
 #pragma unroll
-            for (int d = 0; d < NDT; d++)
-                *reinterpret_cast<half2 *>(dst + d * 8) = __floats2half2_rn(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
+        for (int r = 0; r < 2; r++) {
+            float sum = l[mi][r];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f; /* l > 0 always (key i sees itself): guard */
+            const int row = (warp * MR + mi) * 16 + g + r * 8;
+            if (row < nq) {
+                half *dst = out + (size_t)(i0 + row) * qd + (size_t)h * HD + 2 * tq;
+#pragma unroll
+                for (int d = 0; d < NDT; d++)
+                    *reinterpret_cast<half2 *>(dst + d * 8) =
+                        __floats2half2_rn(o[mi][d][2 * r] * inv, o[mi][d][2 * r + 1] * inv);
+            }
         }
-    }
 }
 
 /* ------------------------------------------------------------------ launcher ---- */
 bool cua_fa_head_dim_ok(int hd) { return hd == 64 || hd == 128; }
 
-size_t cua_fa_smem_bytes(int hd) { return (size_t)(FA_BQ + 4 * FA_BK) * hd * sizeof(half); }
+/* m16 row tiles per warp for n queries: two (128-query blocks: ~40 % fewer shared-memory bytes
+ * per FLOP; H100, one layer at 2048 queries: 168 -> 150 us) where the grid still has enough
+ * blocks (n >= CU_FA_MR2_MIN: at 512 queries the 64-query blocks were faster), else one;
+ * AWQ_CUDA_FA_MR=1 or 2 forces it (A/B runs, tests) */
+static int fa_mr(int n) {
+    const char *e = getenv("AWQ_CUDA_FA_MR");
+    if (e && (*e == '1' || *e == '2')) return *e - '0';
+    return n >= CU_FA_MR2_MIN ? 2 : 1;
+}
 
-template <int HD>
+template <int HD, int MR>
 static int launch_fa(char *err, const float *q, int n, int heads, int slot, int pos0, const cu_kv *kv, int window,
                      half *out, cudaStream_t st) {
-    const size_t smem = cua_fa_smem_bytes(HD); /* hd 128: 80 KB, above the 48 KB default: opt in */
-    CU_RET(err, cudaFuncSetAttribute(kernel_attn_fa<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    constexpr int BQ = FA_WARPS * 16 * MR;
+    const size_t smem = (size_t)(BQ + 4 * FA_BK) * HD * sizeof(half); /* hd 128: 80 / 96 KB: opt in */
+    CU_RET(err, cudaFuncSetAttribute(kernel_attn_fa<HD, MR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const float qscale = 1.4426950408889634f / sqrtf((float)HD);
-    const dim3 grid((unsigned)heads, (unsigned)((n + FA_BQ - 1) / FA_BQ));
-    kernel_attn_fa<HD><<<grid, FA_THREADS, smem, st>>>(q, n, heads, slot, pos0, *kv, window, qscale, out);
+    const dim3 grid((unsigned)heads, (unsigned)((n + BQ - 1) / BQ));
+    kernel_attn_fa<HD, MR><<<grid, FA_THREADS, smem, st>>>(q, n, heads, slot, pos0, *kv, window, qscale, out);
     CU_LAUNCHED(err);
     return 0;
 }
@@ -276,11 +336,16 @@ int cua_attention_fa(char *err, const float *q, int n, int heads, int slot, int 
     const int hd = kv->head_dim;
     if (heads % kv->kv_heads)
         return awq_seterr(err, AWQ_EUNSUPPORTED, "flash attention: %d heads over %d KV heads", heads, kv->kv_heads);
-    if (pos0 < 0 || (n + FA_BQ - 1) / FA_BQ > 65535 || heads > 65535)
+    if (pos0 < 0 || (n + 63) / 64 > 65535 || heads > 65535)
         return awq_seterr(err, AWQ_EINVAL, "flash attention: %d queries at position %d over %d heads", n, pos0, heads);
     /* other head sizes: the caller takes cua_attention_tc (cua_fa_head_dim_ok) */
-    if (hd == 64) return launch_fa<64>(err, q, n, heads, slot, pos0, kv, window, out, st);
-    if (hd == 128) return launch_fa<128>(err, q, n, heads, slot, pos0, kv, window, out, st);
+    const bool mr2 = fa_mr(n) == 2;
+    if (hd == 64)
+        return mr2 ? launch_fa<64, 2>(err, q, n, heads, slot, pos0, kv, window, out, st)
+                   : launch_fa<64, 1>(err, q, n, heads, slot, pos0, kv, window, out, st);
+    if (hd == 128)
+        return mr2 ? launch_fa<128, 2>(err, q, n, heads, slot, pos0, kv, window, out, st)
+                   : launch_fa<128, 1>(err, q, n, heads, slot, pos0, kv, window, out, st);
     return awq_seterr(err, AWQ_EUNSUPPORTED, "flash attention: head_dim %d (built for 64 and 128; the cuBLAS path "
                       "takes the others)", hd);
 }

@@ -128,6 +128,15 @@ static inline void cu_launch_init(cu_launch_cfg *c, dim3 grid, dim3 block, size_
     c->cfg.numAttrs = pdl ? 1 : 0;
 }
 
+/* Launch kernel k (a plain launch, or a programmatic dependent one when pdl) with args. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t cu_launch_k(bool pdl, void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                      Args &&...args) {
+    cu_launch_cfg c;
+    cu_launch_init(&c, grid, block, smem, st, pdl);
+    return cudaLaunchKernelEx(&c.cfg, k, static_cast<Args &&>(args)...);
+}
+
 /* ------------------------------------------------------------------ reductions ---- */
 __device__ __forceinline__ float cu_warp_sum(float v) {
 #pragma unroll

@@ -3,7 +3,10 @@
  * the matmuls; each reads its input once and writes its output once. */
 #include <float.h>
 
+#include <stdlib.h>
+
 #include "helpers.cuh"
+#include "internal.cuh"
 #include "ops.cuh"
 extern "C" {
 #include "cu.h"
@@ -11,6 +14,15 @@ extern "C" {
 
 #define OPS_THREADS 256 /* rows of 4096-14336 elements: 16-56 elements per thread */
 static bool aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
+
+/* The row kernels of a decode step (vector RMSNorm, RoPE + KV write, flash-decoding attention
+ * and its combine) as programmatic dependent launches: each waits for its predecessor at its
+ * start, so what PDL saves is the launch latency between graph nodes (4 plain launches per
+ * layer at 17-64 tokens). Where the GEMVs use PDL, unless AWQ_CUDA_ROW_PDL=0 (A/B runs). */
+bool cu_row_pdl(void) {
+    const char *e = getenv("AWQ_CUDA_ROW_PDL");
+    return cuq_gemv_pdl() && !(e && *e == '0');
+}
 
 static __global__ void kernel_embed(const half *__restrict__ e, const int *__restrict__ tok, int H,
                                     float *__restrict__ x) {
@@ -63,6 +75,7 @@ kernel_rmsnorm_v(const float *__restrict__ x, const int *__restrict__ rows, int 
                  float eps, half *__restrict__ out) {
     __shared__ float sh[32];
     cu_pdl_trigger();
+    cu_pdl_wait(); /* x is the previous kernel's output (cu_row_pdl) */
     const int r = rows ? rows[blockIdx.x] : blockIdx.x, n4 = H >> 2;
     const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)r * H);
     const uint2 *w4 = reinterpret_cast<const uint2 *>(w);
@@ -113,16 +126,12 @@ int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const 
     const int nv = (H / 4 + NORM_THREADS - 1) / NORM_THREADS;
     if (H % 4 || nv > NORM_NV_MAX || !aligned(x, 16) || !aligned(w, 8) || !aligned(out, 8)) {
         kernel_rmsnorm<<<n, OPS_THREADS, 0, st>>>(x, rows, H, w, eps, out);
-    } else if (nv <= 1) {
-        kernel_rmsnorm_v<1><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
-    } else if (nv <= 2) {
-        kernel_rmsnorm_v<2><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
-    } else if (nv <= 4) {
-        kernel_rmsnorm_v<4><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
-    } else {
-        kernel_rmsnorm_v<8><<<n, NORM_THREADS, 0, st>>>(x, rows, H, w, eps, out);
+        CU_LAUNCHED(err);
+        return 0;
     }
-    CU_LAUNCHED(err);
+    void (*k)(const float *, const int *, int, const half *, float, half *) =
+        nv <= 1 ? kernel_rmsnorm_v<1> : nv <= 2 ? kernel_rmsnorm_v<2> : nv <= 4 ? kernel_rmsnorm_v<4> : kernel_rmsnorm_v<8>;
+    CU_RET(err, cu_launch_k(cu_row_pdl(), k, dim3((unsigned)n), dim3(NORM_THREADS), 0, st, x, rows, H, w, eps, out));
     return 0;
 }
 

@@ -16,6 +16,8 @@ int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const 
 int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t st);
 /* The same from fp16 gate|up rows (T, 2 I) halves: the dense path's gate|up output. */
 int cuo_swiglu_h(char *err, const half *gu, int T, int I, half *h, cudaStream_t st);
+/* The decode step's row kernels as programmatic dependent launches (ops.cu) */
+bool cu_row_pdl(void);
 /* out[i] = argmax of logits row i (V floats); ties go to the lowest id (as the CPU). part:
  * device scratch of cuo_argmax_part_bytes(n) (the per-block partials, overwritten). */
 #define CUO_ARGMAX_NB 32 /* blocks per row at most */
@@ -83,8 +85,6 @@ int cua_attention_tc(char *err, cublasHandle_t cb, const float *q, int n, int he
 int cua_attention_fa(char *err, const float *q, int n, int heads, int slot, int pos0, const cu_kv *kv, int window,
                      half *out, cudaStream_t st);
 bool cua_fa_head_dim_ok(int hd);
-/* Dynamic shared memory of one flash-attention block: Q tile + double-buffered K and V tiles. */
-size_t cua_fa_smem_bytes(int hd);
 /* Head sizes the attention kernels are built for. */
 bool cua_head_dim_ok(int hd);
 

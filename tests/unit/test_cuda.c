@@ -705,6 +705,14 @@ static void test_attn_prefill(void) {
         snprintf(id, sizeof id, "cuda-9.%zu", i + 1);
         attn_probe_case(id, &shapes[i], 0);
     }
+    /* the flash kernel's build with two m16 row tiles per warp (128-query blocks; by default only
+     * from CU_FA_MR2_MIN queries) forced on the same shapes (AWQ_CUDA_FA_MR, read per launch) */
+    setenv("AWQ_CUDA_FA_MR", "2", 1);
+    for (size_t i = 0; i < nshapes; i++) {
+        snprintf(id, sizeof id, "cuda-9.%zu", 100 + i + 1);
+        attn_probe_case(id, &shapes[i], 0);
+    }
+    unsetenv("AWQ_CUDA_FA_MR");
     /* the cuBLAS path on the same shapes: the fallback (other head sizes, AWQ_CUDA_ATTN_FA=0) */
     for (size_t i = 0; i < nshapes; i++) {
         snprintf(id, sizeof id, "cuda-9.%zu", 20 + i + 1);
@@ -1084,6 +1092,10 @@ static void test_batched_decode(void) {
     int pl[FWD_MAXSEQ];
     for (int i = 0; i < FWD_MAXSEQ; i++) pl[i] = 1 + (i * 37) % 61; /* 1..61 tokens */
     fwd_compare_rms("cuda-11.1", "40 streams: RMSNorm pre-pass (default threshold 8)", &a.m, 40, pl, 3, NULL, false);
+    setenv("AWQ_CUDA_ROW_PDL", "0", 1); /* the row kernels as plain launches (their A/B baseline) */
+    fwd_compare_rms("cuda-11.12", "40 streams: RMSNorm, RoPE and attention as plain launches (AWQ_CUDA_ROW_PDL=0)",
+                    &a.m, 40, pl, 3, NULL, false);
+    unsetenv("AWQ_CUDA_ROW_PDL");
     fwd_compare_rms("cuda-11.2", "40 streams: RMSNorm fused into the GEMVs (AWQ_CUDA_RMS_PRE=0)", &a.m, 40, pl, 3, "0",
                     false);
     if (!quick) {
