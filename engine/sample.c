@@ -14,6 +14,8 @@ int eng_samp_max_stop(void) { return ENG_SAMP_MAX_STOP; }
  * (4e-18) relative to it; dropping those before sorting changes no float-visible mass and
  * keeps the sort short. */
 #define CUT_LOGIT 40.0f
+/* first prefix sorted in search of the top-p nucleus (grows 4x until the mass is reached) */
+#define NUCLEUS_FIRST 256
 
 typedef struct cand {
     int32_t id;
@@ -204,6 +206,41 @@ static int cmp_key_asc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/* Heap over c[0..m) with the worst candidate (last in cmp_logit_desc order) at the root. */
+static void heap_down(cand *c, int m, int i) {
+    for (;;) {
+        int w = i, a = 2 * i + 1, b = a + 1;
+        if (a < m && cmp_logit_desc(&c[a], &c[w]) > 0) w = a;
+        if (b < m && cmp_logit_desc(&c[b], &c[w]) > 0) w = b;
+        if (w == i) return;
+        cand t = c[i];
+        c[i] = c[w];
+        c[w] = t;
+        i = w;
+    }
+}
+
+/* c[0..m) := the m first of the n candidates c[0..n) in cmp_logit_desc order (a strict total
+ * order: logit, then id), sorted; c[m..n) keeps the others in some order, so a later call with
+ * a larger m sees them all. O(n log m) instead of the O(n log n) full sort: with a 120k
+ * vocabulary nearly every token lies within CUT_LOGIT of the best, and the full sort was
+ * ~45 ms per sampled token on the 2-core box (bench/RESULTS.md). */
+static void top_m(cand *c, int n, int m) {
+    if (m < n) {
+        for (int i = m / 2 - 1; i >= 0; i--) heap_down(c, m, i);
+        for (int i = m; i < n; i++)
+            if (cmp_logit_desc(&c[i], &c[0]) < 0) {
+                cand t = c[0];
+                c[0] = c[i];
+                c[i] = t;
+                heap_down(c, m, 0);
+            }
+    } else {
+        m = n;
+    }
+    qsort(c, (size_t)m, sizeof *c, cmp_logit_desc);
+}
+
 /* probabilities of c[0..n) from their logits (softmax), in place */
 static void softmax(cand *c, int n) {
     float mx = -INFINITY;
@@ -276,14 +313,60 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
         const float T = p->temperature, lb = w[best] / T - CUT_LOGIT;
         cand *c = sc->c;
         int n = 0;
-        for (int v = 0; v < V; v++) {
-            float l = w[v] / T;
-            if (l >= lb) c[n++] = (cand){v, l, 0, 0};
+        bool nucleus = false; /* top-p already applied */
+        if (p->top_k > 0) {
+            /* the k first in the sort order, kept in a heap during the one pass over the
+             * vocabulary (the same k as sorting every candidate and keeping the first k; the
+             * candidate array of the whole vocabulary is never written) */
+            const int k = p->top_k;
+            for (int v = 0; v < V; v++) {
+                const float l = w[v] / T;
+                if (!(l >= lb)) continue;
+                const cand x = {v, l, 0, 0};
+                if (n < k) {
+                    c[n++] = x;
+                    if (n == k)
+                        for (int i = k / 2 - 1; i >= 0; i--) heap_down(c, k, i);
+                } else if (cmp_logit_desc(&x, &c[0]) < 0) {
+                    c[0] = x;
+                    heap_down(c, k, 0);
+                }
+            }
+            qsort(c, (size_t)n, sizeof *c, cmp_logit_desc);
+        } else {
+            for (int v = 0; v < V; v++) {
+                const float l = w[v] / T;
+                if (l >= lb) c[n++] = (cand){v, l, 0, 0};
+            }
         }
-        qsort(c, (size_t)n, sizeof *c, cmp_logit_desc);
-        if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+        if (p->top_k == 0 && p->top_p < 1.0f) {
+            /* the nucleus is a prefix of the sorted candidates: sort a growing prefix until
+             * its mass, over the softmax of all n (as softmax(c, n) computes it, summed in
+             * candidate order), reaches top_p */
+            float mx = -INFINITY;
+            for (int i = 0; i < n; i++) mx = c[i].l > mx ? c[i].l : mx;
+            double z = 0;
+            for (int i = 0; i < n; i++) z += expf(c[i].l - mx);
+            for (int m = NUCLEUS_FIRST;; m *= 4) {
+                top_m(c, n, m);
+                const int lim = m < n ? m : n;
+                double cum = 0;
+                int k = 0;
+                while (k < lim) {
+                    cum += (float)(expf(c[k++].l - mx) / z);
+                    if (cum >= p->top_p) break;
+                }
+                if (cum >= p->top_p || lim == n) {
+                    n = k;
+                    break;
+                }
+            }
+            nucleus = true;
+        } else if (p->top_k == 0) {
+            qsort(c, (size_t)n, sizeof *c, cmp_logit_desc);
+        }
         softmax(c, n);
-        if (p->top_p < 1.0f) {
+        if (p->top_p < 1.0f && !nucleus) {
             double cum = 0;
             int k = 0;
             while (k < n) {
@@ -326,6 +409,8 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
             }
         }
     }
-    fill_logprobs(logits, V, p->logprobs, out);
+    /* a full pass of exp over the vocabulary: only when logprobs are asked for */
+    if (p->logprobs > 0) fill_logprobs(logits, V, p->logprobs, out);
+    else out->logprob = 0.0f, out->n_top = 0;
     return 0;
 }

@@ -89,7 +89,7 @@ typedef struct eng_samp_logprob {
 
 typedef struct eng_samp_result {
     int32_t id;      /* the chosen token */
-    float logprob;   /* its raw-logit logprob */
+    float logprob;   /* its raw-logit logprob (params.logprobs > 0; else 0) */
     int n_top;       /* = params.logprobs */
     eng_samp_logprob top[ENG_SAMP_MAX_LOGPROBS]; /* most likely first (raw logits) */
 } eng_samp_result;

@@ -1,7 +1,8 @@
 /* test_sample.c - the sampler: greedy, top-k never leaves the top k, top-p keeps the smallest
  * set reaching the mass, min-p, typical-p, seeds reproduce and differ, penalties change exactly
- * the right logits, logit bias, raw-logit logprobs, generation_config defaults, and every
- * validation message.
+ * the right logits, logit bias, raw-logit logprobs, generation_config defaults, every
+ * validation message, and on a 6000-token vocabulary the selection paths (top-k heap, growing
+ * top-p prefix) against a full sort.
  */
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +36,130 @@ static void draw(eng_samp_params p, const float *lg, int n, int *cnt) {
         cnt[r.id]++;
     }
     eng_samp_free(s);
+}
+
+/* Large vocabularies (the selection paths: a heap for top-k, a growing sorted prefix for the
+ * top-p nucleus): the chosen token's rank in the full (logit desc, id asc) order must lie inside
+ * what a full sort keeps. */
+#define VB 6000
+
+/* rank of id in the order the sampler sorts by: higher logit first, then lower id */
+static int rank_of(const float *lg, int n, int id) {
+    int r = 0;
+    for (int v = 0; v < n; v++)
+        if (lg[v] > lg[id] || (lg[v] == lg[id] && v < id)) r++;
+    return r;
+}
+
+/* tokens the top-p nucleus holds over the full softmax of lg at temperature t: the sorted
+ * prefix whose mass first reaches top_p (double precision: the sampler may keep one more) */
+static int nucleus_size(const float *lg, int n, float t, float top_p) {
+    float *srt = malloc(sizeof *srt * (size_t)n);
+    memcpy(srt, lg, sizeof *srt * (size_t)n);
+    for (int i = 1; i < n; i++) { /* insertion sort, descending: test sizes only */
+        float x = srt[i];
+        int j = i;
+        while (j > 0 && srt[j - 1] < x) srt[j] = srt[j - 1], j--;
+        srt[j] = x;
+    }
+    double z = 0, cum = 0;
+    for (int i = 0; i < n; i++) z += exp((srt[i] - srt[0]) / t);
+    int k = 0;
+    while (k < n) {
+        cum += exp((srt[k++] - srt[0]) / t) / z;
+        if (cum >= top_p) break;
+    }
+    free(srt);
+    return k;
+}
+
+/* the worst rank_of over draws with seeds 0..299 of p over lg (VB tokens); *hit: some draw had
+ * rank `mark` */
+static int worst_rank(eng_samp_params p, const float *lg, eng_samp_scratch *sc, int mark, int *hit) {
+    char err[AWQ_ERR_LEN];
+    eng_samp_result r;
+    int worst = 0;
+    *hit = 0;
+    for (int seed = 0; seed < 300; seed++) {
+        p.seed = (uint64_t)seed;
+        eng_samp *s = eng_samp_create(err, &p, VB);
+        CHECK_EQ(eng_samp_sample(err, s, sc, lg, NULL, 0, &r), 0);
+        const int rk = rank_of(lg, VB, r.id);
+        worst = rk > worst ? rk : worst;
+        *hit |= rk == mark;
+        eng_samp_free(s);
+    }
+    return worst;
+}
+
+static void test_large_vocab(void) {
+    char err[AWQ_ERR_LEN];
+    eng_samp_scratch *sc = eng_samp_scratch_create(err, VB);
+    float *lg = malloc(sizeof *lg * VB);
+    eng_samp_result r;
+    uint32_t x = 99;
+    /* logits on a 0.25 grid: many ties, so the id order decides inside the top k */
+    for (int v = 0; v < VB; v++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        lg[v] = (float)((int)(x % 64) - 32) * 0.25f;
+    }
+    CASE("samp-8.1", "6000 tokens with ties: top-k 1 / 7 / 40 never leaves the first k of the full sort");
+    {
+        static const int ks[] = {1, 7, 40};
+        for (int i = 0; i < 3; i++) {
+            eng_samp_params p = base();
+            p.temperature = 1.5f, p.top_k = ks[i], p.top_p = 1.0f, p.min_p = 0.0f;
+            int seen_last = 0;
+            CHECK(worst_rank(p, lg, sc, ks[i] - 1, &seen_last) < ks[i]);
+            CHECK(seen_last); /* the k-th token is reachable: the set is not cut short */
+        }
+    }
+    CASE("samp-8.2", "a flat 6000-token distribution, top-p 0.5: the nucleus (3000 tokens in id order) grows past "
+                     "the first sorted prefixes");
+    {
+        float *flat = malloc(sizeof *flat * VB);
+        for (int v = 0; v < VB; v++) flat[v] = 1.0f;
+        eng_samp_params p = base();
+        p.temperature = 1.0f, p.top_k = 0, p.top_p = 0.5f, p.min_p = 0.0f;
+        int mx = 0;
+        double mean = 0;
+        for (int seed = 0; seed < 400; seed++) {
+            p.seed = (uint64_t)seed;
+            eng_samp *s = eng_samp_create(err, &p, VB);
+            CHECK_EQ(eng_samp_sample(err, s, sc, flat, NULL, 0, &r), 0);
+            mx = r.id > mx ? r.id : mx;
+            mean += r.id / 400.0;
+            eng_samp_free(s);
+        }
+        CHECK(mx <= 3000);  /* ties in id order: ids 0..2999 (one more at the float boundary) */
+        CHECK(mx >= 2800);  /* and the whole nucleus is used, not a prefix of it */
+        CHECK(mean > 1300 && mean < 1700);
+        free(flat);
+    }
+    CASE("samp-8.3", "top-p 0.9 over 6000 tokens whose nucleus needs ~900 of them: inside the full sort's nucleus");
+    {
+        eng_samp_params p = base();
+        p.temperature = 0.8f, p.top_k = 0, p.top_p = 0.9f, p.min_p = 0.0f;
+        for (int v = 0; v < VB; v++) lg[v] = (v * 7919) % 6 == 0 ? 4.0f + (float)(v % 5) * 0.01f : 0.0f;
+        const int k = nucleus_size(lg, VB, p.temperature, p.top_p);
+        CHECK(k > 256 && k < 1000);
+        int hit = 0;
+        const int worst = worst_rank(p, lg, sc, k - 1, &hit);
+        CHECK(worst <= k); /* rank k: the one token a float boundary may add */
+        CHECK(worst >= k / 2);
+    }
+    CASE("samp-8.4", "without logprobs the raw log-softmax pass is skipped: logprob 0, no alternatives");
+    {
+        eng_samp_params p = base();
+        p.logprobs = 0;
+        eng_samp *s = eng_samp_create(err, &p, VB);
+        CHECK_EQ(eng_samp_sample(err, s, sc, lg, NULL, 0, &r), 0);
+        CHECK(r.logprob == 0.0f);
+        CHECK_EQ(r.n_top, 0);
+        eng_samp_free(s);
+    }
+    free(lg);
+    eng_samp_scratch_free(sc);
 }
 
 int main(void) {
@@ -330,5 +455,6 @@ int main(void) {
         eng_samp_free(b);
     }
     eng_samp_scratch_free(g_sc);
+    test_large_vocab();
     return h_finish();
 }
