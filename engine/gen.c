@@ -17,7 +17,8 @@ struct eng_gen {
     /* step scratch */
     int *slot, *pos, *ntok;        /* (max_seqs) */
     int32_t *tokens;               /* (max_seqs * ENG_GEN_CHUNK) */
-    float *logits;                 /* (max_seqs, vocab) */
+    float *logits;                 /* (max_seqs, vocab): the last step's rows */
+    uint64_t steps;                /* forward passes run: a sequence's logits row is this step's */
     eng_gen_seq **batch;           /* (max_seqs) */
     eng_samp_scratch *samp_sc;     /* every sequence's sampler works here, one at a time */
 };
@@ -39,8 +40,9 @@ struct eng_gen_seq {
     eng_tok_stream ts;
     awq_buf hold;        /* decoded text not yet released */
     awq_buf out;         /* text released by the last step */
-    float *logits;       /* (vocab) */
-    bool has_logits;
+    const float *logits; /* (vocab) its row of g->logits, valid while logits_step == g->steps:
+                          * no copy per sequence (480 KB a step at a 120k vocabulary) */
+    uint64_t logits_step;
     eng_gen_event ev;
 };
 
@@ -159,8 +161,7 @@ int eng_gen_seq_create(char *err, eng_gen *g, const eng_samp_params *p, eng_gen_
     s->g = g;
     s->slot = -1;
     s->hist = malloc(sizeof *s->hist * ((size_t)g->max_ctx + 1));
-    s->logits = malloc(sizeof *s->logits * (size_t)g->vocab);
-    if (!s->hist || !s->logits) {
+    if (!s->hist) {
         rc = awq_seterr(err, AWQ_ENOMEM, "out of memory for a sequence of %d tokens", g->max_ctx);
         goto fail;
     }
@@ -177,7 +178,6 @@ fail:
     eng_samp_free(s->samp);
     free(s->stop_buf);
     free(s->hist);
-    free(s->logits);
     free(s);
     return rc;
 }
@@ -191,7 +191,6 @@ void eng_gen_seq_free(eng_gen_seq *s) {
     eng_samp_free(s->samp);
     free(s->stop_buf);
     free(s->hist);
-    free(s->logits);
     awq_buf_free(&s->hold);
     awq_buf_free(&s->out);
     free(s);
@@ -220,7 +219,7 @@ int eng_gen_seq_prompt(char *err, eng_gen_seq *s, const int32_t *ids, size_t n, 
     s->n_gen = 0;
     s->prompted = true;
     s->finish = ENG_GEN_RUNNING;
-    s->has_logits = false;
+    s->logits = NULL;
     memset(&s->ev, 0, sizeof s->ev);
     s->hold.len = s->out.len = 0;
     if (g->tok) eng_tok_stream_init(&s->ts, g->tok, true);
@@ -248,7 +247,9 @@ void eng_gen_seq_cancel(eng_gen_seq *s) {
 }
 eng_gen_finish eng_gen_seq_finish(const eng_gen_seq *s) { return s->finish; }
 const eng_gen_event *eng_gen_seq_event(const eng_gen_seq *s) { return &s->ev; }
-const float *eng_gen_seq_logits(const eng_gen_seq *s) { return s->has_logits ? s->logits : NULL; }
+const float *eng_gen_seq_logits(const eng_gen_seq *s) {
+    return s->logits && s->logits_step == s->g->steps ? s->logits : NULL;
+}
 
 /* ---------------------------------------------------------------- text ---- */
 
@@ -363,14 +364,15 @@ int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
     }
     if (nb == 0) return 0;
     eng_batch b = {nb, g->slot, g->pos, g->ntok, g->tokens, want ? g->logits : NULL, NULL};
+    g->steps++; /* every row of g->logits is rewritten (or stale) from here on */
     int rc = g->be->forward(err, g->be_state, &b);
     if (rc) return rc;
     for (int i = 0; i < nb; i++) {
         eng_gen_seq *s = g->batch[i];
         s->n_past += (size_t)g->ntok[i];
         if (s->n_past < s->n_hist) continue; /* prefill continues next step */
-        memcpy(s->logits, g->logits + (size_t)i * g->vocab, sizeof *s->logits * (size_t)g->vocab);
-        s->has_logits = true;
+        s->logits = g->logits + (size_t)i * g->vocab;
+        s->logits_step = g->steps;
         if ((rc = eng_samp_sample(err, s->samp, s->g->samp_sc, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
         s->ev.has_token = true;
         if ((rc = accept_token(err, s, s->ev.tok.id))) return rc;

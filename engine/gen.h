@@ -97,7 +97,9 @@ typedef struct eng_gen_event {
 } eng_gen_event;
 
 const eng_gen_event *eng_gen_seq_event(const eng_gen_seq *s);
-/* The raw logits (vocab) of the last step that sampled, or NULL. */
+/* The raw logits (vocab) this sequence sampled from in the generator's latest step, or NULL
+ * (it did not sample in that step). Borrowed from the generator: valid until its next
+ * eng_gen_step. */
 const float *eng_gen_seq_logits(const eng_gen_seq *s);
 
 #endif
