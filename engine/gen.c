@@ -3,7 +3,9 @@
 #include <string.h>
 
 #include "awq_util.h"
+#include "cpu.h"
 #include "gen.h"
+#include "plat.h"
 
 int eng_gen_chunk(void) { return ENG_GEN_CHUNK; }
 
@@ -20,7 +22,16 @@ struct eng_gen {
     float *logits;                 /* (max_seqs, vocab): the last step's rows */
     uint64_t steps;                /* forward passes run: a sequence's logits row is this step's */
     eng_gen_seq **batch;           /* (max_seqs) */
-    eng_samp_scratch *samp_sc;     /* every sequence's sampler works here, one at a time */
+    eng_samp_scratch *samp_sc;     /* the sequential sampling's working memory */
+    /* parallel sampling (steps where >= GEN_PAR_MIN sequences sample): a pool made at the first
+     * such step, one scratch per worker, the step's sampling sequences and their results */
+    int par_threads;               /* workers wanted; 1 = never in parallel */
+    eng_cpu_pool *pool;
+    eng_samp_scratch **par_sc;     /* (par_threads) */
+    eng_gen_seq **samp;            /* (max_seqs) */
+    int *samp_rc;                  /* (max_seqs) */
+    char (*par_err)[AWQ_ERR_LEN];  /* (par_threads) */
+    int n_samp;
 };
 
 struct eng_gen_seq {
@@ -45,6 +56,13 @@ struct eng_gen_seq {
     uint64_t logits_step;
     eng_gen_event ev;
 };
+
+/* Steps where at least GEN_PAR_MIN sequences sample spread the sampling over up to
+ * GEN_PAR_MAX threads (the backend's thread count, else the cores): one sampled token costs
+ * ~0.4 ms at a 120k vocabulary, 25 ms per step at 64 streams on one thread, several times the
+ * GPU's whole step (bench/RESULTS.md). */
+#define GEN_PAR_MIN 4
+#define GEN_PAR_MAX 8
 
 const char *eng_gen_finish_name(eng_gen_finish f) {
     switch (f) {
@@ -80,7 +98,12 @@ eng_gen *eng_gen_create(char *err, const eng_model *m, const eng_tok *tok, const
     g->logits = malloc((size_t)g->max_seqs * (size_t)g->vocab * sizeof *g->logits);
     g->batch = calloc((size_t)g->max_seqs, sizeof *g->batch);
     g->samp_sc = eng_samp_scratch_create(err, g->vocab);
-    if (!g->seqs || !g->slot || !g->pos || !g->ntok || !g->tokens || !g->logits || !g->batch || !g->samp_sc) {
+    const int cores = o->threads > 0 ? o->threads : plat_ncpu();
+    g->par_threads = cores < GEN_PAR_MAX ? (cores > 1 ? cores : 1) : GEN_PAR_MAX;
+    g->samp = calloc((size_t)g->max_seqs, sizeof *g->samp);
+    g->samp_rc = calloc((size_t)g->max_seqs, sizeof *g->samp_rc);
+    if (!g->seqs || !g->slot || !g->pos || !g->ntok || !g->tokens || !g->logits || !g->batch || !g->samp_sc ||
+        !g->samp || !g->samp_rc) {
         eng_gen_free(g);
         goto oom;
     }
@@ -103,6 +126,13 @@ void eng_gen_free(eng_gen *g) {
     free(g->logits);
     free(g->batch);
     eng_samp_scratch_free(g->samp_sc);
+    eng_cpu_pool_free(g->pool);
+    if (g->par_sc)
+        for (int i = 0; i < g->par_threads; i++) eng_samp_scratch_free(g->par_sc[i]);
+    free(g->par_sc);
+    free(g->par_err);
+    free(g->samp);
+    free(g->samp_rc);
     free(g);
 }
 
@@ -338,6 +368,41 @@ static int accept_token(char *err, eng_gen_seq *s, int32_t id) {
 
 /* ---------------------------------------------------------------- step ---- */
 
+/* The pool and the per-worker scratch of parallel sampling, made at the first step that wants
+ * them. false (sample one by one) when par_threads is 1 or they cannot be made. */
+static bool par_ready(eng_gen *g) {
+    if (g->pool) return true;
+    if (g->par_threads < 2) return false;
+    char e2[AWQ_ERR_LEN];
+    g->par_sc = calloc((size_t)g->par_threads, sizeof *g->par_sc);
+    g->par_err = calloc((size_t)g->par_threads, sizeof *g->par_err);
+    bool ok = g->par_sc && g->par_err;
+    for (int i = 0; ok && i < g->par_threads; i++) ok = (g->par_sc[i] = eng_samp_scratch_create(e2, g->vocab)) != NULL;
+    if (ok) ok = (g->pool = eng_cpu_pool_create(e2, g->par_threads)) != NULL;
+    if (!ok) { /* no memory or no threads: the sequential path still works */
+        if (g->par_sc)
+            for (int i = 0; i < g->par_threads; i++) eng_samp_scratch_free(g->par_sc[i]);
+        free(g->par_sc);
+        free(g->par_err);
+        g->par_sc = NULL;
+        g->par_err = NULL;
+        g->par_threads = 1;
+    }
+    return ok;
+}
+
+/* worker tid samples sequences tid, tid + n, ... of the step, up to its first failure (whose
+ * message stays in par_err[tid]) */
+static void par_sample(void *ctx, int tid, int n) {
+    eng_gen *g = ctx;
+    for (int j = tid; j < g->n_samp; j += n) {
+        eng_gen_seq *s = g->samp[j];
+        g->samp_rc[j] = eng_samp_sample(g->par_err[tid], s->samp, g->par_sc[tid], s->logits, s->hist, s->n_hist, &s->ev.tok);
+        if (g->samp_rc[j]) return;
+    }
+}
+
+
 int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
     int nb = 0;
     size_t nt = 0;
@@ -367,13 +432,33 @@ int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
     g->steps++; /* every row of g->logits is rewritten (or stale) from here on */
     int rc = g->be->forward(err, g->be_state, &b);
     if (rc) return rc;
+    g->n_samp = 0;
     for (int i = 0; i < nb; i++) {
         eng_gen_seq *s = g->batch[i];
         s->n_past += (size_t)g->ntok[i];
         if (s->n_past < s->n_hist) continue; /* prefill continues next step */
         s->logits = g->logits + (size_t)i * g->vocab;
         s->logits_step = g->steps;
-        if ((rc = eng_samp_sample(err, s->samp, s->g->samp_sc, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
+        g->samp[g->n_samp++] = s;
+    }
+    /* sample: each sequence has its own sampler (RNG) and reads only its logits row and
+     * history, so the order and the thread do not change any id */
+    if (g->n_samp >= GEN_PAR_MIN && par_ready(g)) {
+        memset(g->samp_rc, 0, sizeof *g->samp_rc * (size_t)g->n_samp);
+        eng_cpu_pool_run(g->pool, par_sample, g);
+        for (int j = 0; j < g->n_samp; j++)
+            if (g->samp_rc[j]) { /* the first failure, with its worker's message */
+                awq_seterr(err, g->samp_rc[j], "%s", g->par_err[j % eng_cpu_pool_size(g->pool)]);
+                return g->samp_rc[j];
+            }
+    } else {
+        for (int j = 0; j < g->n_samp; j++) {
+            eng_gen_seq *s = g->samp[j];
+            if ((rc = eng_samp_sample(err, s->samp, g->samp_sc, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
+        }
+    }
+    for (int j = 0; j < g->n_samp; j++) {
+        eng_gen_seq *s = g->samp[j];
         s->ev.has_token = true;
         if ((rc = accept_token(err, s, s->ev.tok.id))) return rc;
         s->ev.text = s->out.data ? s->out.data : "";

@@ -281,6 +281,78 @@ static char *gen_text(eng_gen *g, const eng_samp_params *p, const int32_t *promp
     return acc;
 }
 
+/* Steps where >= 4 sequences sample spread the sampling over a pool (gen.c): each sequence's
+ * ids must be those it draws alone (one sampler, one RNG per sequence), and a failure in one
+ * of them comes back with its message. */
+static void test_parallel_sampling(void) {
+    char err[AWQ_ERR_LEN];
+    const int VOC = 64, N = 6;
+    eng_model *m = tm_create(64, 128, 2, 4, 2, 16, VOC, 32, 0, 0, 78);
+    eng_backend_opts o = {.threads = 3, .max_ctx = 100, .max_seqs = N};
+    eng_gen *g = eng_gen_create(err, m, NULL, &eng_cpu_backend, &o);
+    CHECK(g != NULL);
+    if (!g) {
+        tm_free(m);
+        return;
+    }
+    int32_t pr[6][12];
+    tm_rng r = {9};
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 12; j++) pr[i][j] = (int32_t)(tm_next(&r) % VOC);
+    eng_samp_params p;
+    eng_samp_params_default(&p, NULL);
+    p.temperature = 1.3f, p.top_k = 20, p.top_p = 0.9f, p.max_tokens = 10, p.ignore_eos = true, p.has_seed = true;
+
+    CASE("gen-1.5", "6 sequences sampling together (the parallel path) draw the ids each draws alone");
+    {
+        run together[6] = {0}, alone[6] = {0};
+        eng_gen_seq *s[6];
+        for (int i = 0; i < N; i++) {
+            p.seed = 100 + (uint64_t)i;
+            CHECK_EQ(eng_gen_seq_create(err, g, &p, &s[i]), 0);
+            CHECK_EQ(eng_gen_seq_prompt(err, s[i], pr[i], 5 + (size_t)i, NULL), 0);
+        }
+        CHECK_EQ(drive(g, s, N, together, VOC), 0);
+        for (int i = 0; i < N; i++) eng_gen_seq_free(s[i]);
+        for (int i = 0; i < N; i++) {
+            eng_gen_seq *one;
+            p.seed = 100 + (uint64_t)i;
+            CHECK_EQ(eng_gen_seq_create(err, g, &p, &one), 0);
+            CHECK_EQ(eng_gen_seq_prompt(err, one, pr[i], 5 + (size_t)i, NULL), 0);
+            CHECK_EQ(drive(g, &one, 1, &alone[i], VOC), 0);
+            eng_gen_seq_free(one);
+        }
+        int distinct = 0;
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ(together[i].n, 10);
+            CHECK(memcmp(together[i].ids, alone[i].ids, sizeof(int32_t) * 10) == 0);
+            distinct += i > 0 && memcmp(together[i].ids, together[0].ids, sizeof(int32_t) * 10) != 0;
+            run_free(&together[i]);
+            run_free(&alone[i]);
+        }
+        CHECK(distinct > 0); /* sampled, not all the same stream */
+    }
+
+    CASE("gen-1.6", "a sequence whose every token is banned fails the parallel step with the sampler's message");
+    {
+        eng_samp_bias ban[64];
+        for (int v = 0; v < VOC; v++) ban[v] = (eng_samp_bias){v, -INFINITY};
+        eng_gen_seq *s[6];
+        for (int i = 0; i < N; i++) {
+            eng_samp_params q = p;
+            if (i == 4) q.logit_bias = ban, q.n_logit_bias = VOC;
+            CHECK_EQ(eng_gen_seq_create(err, g, &q, &s[i]), 0);
+            CHECK_EQ(eng_gen_seq_prompt(err, s[i], pr[i], 4, NULL), 0);
+        }
+        err[0] = 0;
+        CHECK_EQ(eng_gen_step(err, g, s, N), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "every token is banned");
+        for (int i = 0; i < N; i++) eng_gen_seq_free(s[i]);
+    }
+    eng_gen_free(g);
+    tm_free(m);
+}
+
 static void test_text(void) {
     char err[AWQ_ERR_LEN];
     const char *tp = h_env("AWQ_TOKENIZER");
@@ -470,6 +542,7 @@ static void test_reference(void) {
 
 int main(void) {
     test_numeric();
+    test_parallel_sampling();
     test_text();
     test_reference();
     return h_finish();
