@@ -274,31 +274,39 @@ static void fill_logprobs(const float *lg, int V, int n_top, eng_samp_result *ou
     for (int i = 0; i < out->n_top; i++) out->top[i].logprob = (float)(lg[out->top[i].id] - lse);
 }
 
+/* Penalties over the window of hist, each distinct token once, into the working logits w. */
+static void penalize(const eng_samp_params *p, eng_samp_scratch *sc, float *w, int V, const int32_t *hist,
+                     size_t n_hist) {
+    size_t from = (p->penalty_last_n < 0 || (size_t)p->penalty_last_n >= n_hist) ? 0 : n_hist - (size_t)p->penalty_last_n;
+    for (size_t i = from; i < n_hist; i++)
+        if (hist[i] >= 0 && hist[i] < V) sc->count[hist[i]]++;
+    for (size_t i = from; i < n_hist; i++) {
+        int t = hist[i];
+        if (t < 0 || t >= V || sc->count[t] == 0) continue;
+        float l = w[t];
+        if (p->repetition_penalty != 1.0f) l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
+        l -= p->frequency_penalty * (float)sc->count[t] + p->presence_penalty;
+        w[t] = l;
+        sc->count[t] = 0; /* done with t; also leaves the array zeroed */
+    }
+}
+
 int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *logits, const int32_t *hist,
                     size_t n_hist, eng_samp_result *out) {
     const eng_samp_params *p = &s->p;
     const int V = s->vocab;
     if (sc->vocab < V)
         return awq_seterr(err, AWQ_EINVAL, "sampling scratch for %d tokens, the sampler has %d", sc->vocab, V);
-    float *w = sc->work;
-    memcpy(w, logits, sizeof *w * (size_t)V);
-    for (int i = 0; i < p->n_logit_bias; i++) w[s->bias[i].id] += s->bias[i].delta;
-
-    /* penalties over the window, each distinct token once */
-    bool pen = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
-    if (pen && p->penalty_last_n != 0 && hist && n_hist) {
-        size_t from = (p->penalty_last_n < 0 || (size_t)p->penalty_last_n >= n_hist) ? 0 : n_hist - (size_t)p->penalty_last_n;
-        for (size_t i = from; i < n_hist; i++)
-            if (hist[i] >= 0 && hist[i] < V) sc->count[hist[i]]++;
-        for (size_t i = from; i < n_hist; i++) {
-            int t = hist[i];
-            if (t < 0 || t >= V || sc->count[t] == 0) continue;
-            float l = w[t];
-            if (p->repetition_penalty != 1.0f) l = l > 0 ? l / p->repetition_penalty : l * p->repetition_penalty;
-            l -= p->frequency_penalty * (float)sc->count[t] + p->presence_penalty;
-            w[t] = l;
-            sc->count[t] = 0; /* done with t; also leaves the array zeroed */
-        }
+    /* the logits are copied only when bias or penalties change some of them */
+    const bool pen = (p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f) &&
+                     p->penalty_last_n != 0 && hist && n_hist;
+    const float *w = logits;
+    if (p->n_logit_bias || pen) {
+        float *wm = sc->work;
+        memcpy(wm, logits, sizeof *wm * (size_t)V);
+        for (int i = 0; i < p->n_logit_bias; i++) wm[s->bias[i].id] += s->bias[i].delta;
+        if (pen) penalize(p, sc, wm, V, hist, n_hist);
+        w = wm;
     }
 
     int best = -1;
