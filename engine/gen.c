@@ -59,7 +59,7 @@ struct eng_gen_seq {
 
 /* Steps where at least GEN_PAR_MIN sequences sample spread the sampling over up to
  * GEN_PAR_MAX threads (the backend's thread count, else the cores): one sampled token costs
- * ~0.4 ms at a 120k vocabulary, 25 ms per step at 64 streams on one thread, several times the
+ * ~0.2 ms at a 120k vocabulary, 13 ms per step at 64 streams on one thread, twice the
  * GPU's whole step (bench/RESULTS.md). */
 #define GEN_PAR_MIN 4
 #define GEN_PAR_MAX 8

@@ -327,17 +327,25 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
              * vocabulary (the same k as sorting every candidate and keeping the first k; the
              * candidate array of the whole vocabulary is never written) */
             const int k = p->top_k;
+            /* once the heap is full, a raw logit <= the root's cannot enter: division by T > 0
+             * is monotone, and on an equal quotient the root's lower id wins; one compare per
+             * token then (NaN fails it as it fails l >= lb) */
+            float wroot = -INFINITY; /* -inf and NaN never enter */
             for (int v = 0; v < V; v++) {
+                if (!(w[v] > wroot)) continue;
                 const float l = w[v] / T;
                 if (!(l >= lb)) continue;
                 const cand x = {v, l, 0, 0};
                 if (n < k) {
                     c[n++] = x;
-                    if (n == k)
+                    if (n == k) {
                         for (int i = k / 2 - 1; i >= 0; i--) heap_down(c, k, i);
+                        wroot = w[c[0].id];
+                    }
                 } else if (cmp_logit_desc(&x, &c[0]) < 0) {
                     c[0] = x;
                     heap_down(c, k, 0);
+                    wroot = w[c[0].id];
                 }
             }
             qsort(c, (size_t)n, sizeof *c, cmp_logit_desc);
