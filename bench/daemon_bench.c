@@ -5,9 +5,10 @@
  * the memory each stream costs (KV slot bytes and daemon RSS growth).
  *
  *   daemon_bench --tokenizer PATH [--bin DIR] [--preset demo|tiny] [--gen N] [--threads N]
- *                [--reps N]
- * --bin defaults to the directory of this program (build/bin). Greedy, ignore_eos, a fixed
- * prompt; each single-stream figure is the median of --reps runs (default 5).
+ *                [--reps N] [--temperature T]
+ * --bin defaults to the directory of this program (build/bin). Greedy (or, with --temperature
+ * T > 0, sampling with the daemon's default top-k 40, top-p 0.95, min-p 0.05), ignore_eos, a
+ * fixed prompt; each single-stream figure is the median of --reps runs (default 5).
  */
 #define _GNU_SOURCE /* mkdtemp, kill */
 #include <errno.h>
@@ -27,6 +28,7 @@
 
 static char dir[128], bin[1024], sock[300];
 static int n_gen = 64, threads = 1, reps = 5;
+static float temperature = 0.0f;
 static const char *prompt = "Write a short poem about the sea and the wind.";
 
 static double now_s(void) { return (double)plat_now_ns() / 1e9; }
@@ -61,7 +63,8 @@ static void direct(const char *mdir, double *ttft, double *tps) {
     for (int r = 0; r < reps; r++) {
         eng_samp_params p;
         eng_samp_params_default(&p, &l->model->gen); /* as the daemon: generation_config.json applies */
-        p.temperature = 0;
+        p.temperature = temperature;
+        if (temperature > 0) p.top_k = 40, p.top_p = 0.95f, p.min_p = 0.05f; /* the daemon's defaults */
         p.ignore_eos = true;
         p.max_tokens = n_gen;
         eng_gen_seq *s = NULL;
@@ -97,7 +100,7 @@ static void run_stream(awq_conn *c, stream *s) {
     awq_gen_req r;
     awq_gen_req_init(&r);
     r.prompt = prompt;
-    r.temperature = 0;
+    r.temperature = temperature; /* > 0: the daemon's top-k / top-p / min-p defaults apply */
     r.ignore_eos = true;
     r.max_tokens = (uint32_t)n_gen;
     uint32_t id;
@@ -209,10 +212,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--gen")) n_gen = atoi(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
+        else if (!strcmp(a, "--temperature")) temperature = (float)atof(v);
         else die("unknown option");
     }
     if (!tok) die("--tokenizer PATH is required");
-    if (n_gen < 2 || threads < 0 || reps < 1) die("bad --gen, --threads or --reps");
+    if (n_gen < 2 || threads < 0 || reps < 1 || !(temperature >= 0)) die("bad --gen, --threads, --reps or --temperature");
     snprintf(dir, sizeof dir, "/tmp/awqd-bench.XXXXXX");
     if (!mkdtemp(dir)) die("mkdtemp");
     char mdir[300], cmd[2048], ini[300], logp[300];
