@@ -58,6 +58,7 @@ int main(int argc, char **argv) {
         {"greedy", 0.0f, 1.0f, 0.0f, 0},
         {"daemon defaults: T 0.7, top-k 40, top-p 0.95, min-p 0.05", 0.7f, 0.95f, 0.05f, 40},
         {"T 0.7, top-p 0.95 (no top-k)", 0.7f, 0.95f, 0.0f, 0},
+        {"T 0.7, min-p 0.05 (no top-k, no top-p)", 0.7f, 1.0f, 0.05f, 0},
         {"T 1.0, no truncation", 1.0f, 1.0f, 0.0f, 0},
     };
     printf("| setting (vocab %d, logits N(0, %.1f)) | ms per sampled token |\n| --- | --- |\n", vocab, sd);

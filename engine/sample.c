@@ -241,6 +241,17 @@ static void top_m(cand *c, int n, int m) {
     qsort(c, (size_t)m, sizeof *c, cmp_logit_desc);
 }
 
+/* The softmax denominator of c[0..n) as softmax() computes it (exp relative to the largest
+ * logit, *mx), summed in the array's order. */
+static double cand_z(const cand *c, int n, float *mx) {
+    float m = -INFINITY;
+    for (int i = 0; i < n; i++) m = c[i].l > m ? c[i].l : m;
+    double z = 0;
+    for (int i = 0; i < n; i++) z += expf(c[i].l - m);
+    *mx = m;
+    return z;
+}
+
 /* probabilities of c[0..n) from their logits (softmax), in place */
 static void softmax(cand *c, int n) {
     float mx = -INFINITY;
@@ -355,14 +366,13 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
                 if (l >= lb) c[n++] = (cand){v, l, 0, 0};
             }
         }
+        bool minp = false; /* min-p already applied */
         if (p->top_k == 0 && p->top_p < 1.0f) {
             /* the nucleus is a prefix of the sorted candidates: sort a growing prefix until
              * its mass, over the softmax of all n (as softmax(c, n) computes it, summed in
              * candidate order), reaches top_p */
-            float mx = -INFINITY;
-            for (int i = 0; i < n; i++) mx = c[i].l > mx ? c[i].l : mx;
-            double z = 0;
-            for (int i = 0; i < n; i++) z += expf(c[i].l - mx);
+            float mx;
+            const double z = cand_z(c, n, &mx);
             for (int m = NUCLEUS_FIRST;; m *= 4) {
                 top_m(c, n, m);
                 const int lim = m < n ? m : n;
@@ -378,6 +388,19 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
                 }
             }
             nucleus = true;
+        } else if (p->top_k == 0 && p->min_p > 0.0f) {
+            /* min-p over the softmax of all n keeps the candidates at least min_p times as likely
+             * as the best (a prefix of the sorted order): filter them with those same
+             * probabilities, then sort the survivors only */
+            float mx;
+            const double z = cand_z(c, n, &mx);
+            const float th = p->min_p * (float)(1.0 / z); /* the best's probability: expf(0) / z */
+            int k = 0;
+            for (int i = 0; i < n; i++)
+                if ((float)(expf(c[i].l - mx) / z) >= th) c[k++] = c[i];
+            qsort(c, (size_t)k, sizeof *c, cmp_logit_desc);
+            n = k;
+            minp = true;
         } else if (p->top_k == 0) {
             qsort(c, (size_t)n, sizeof *c, cmp_logit_desc);
         }
@@ -392,7 +415,7 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
             n = k;
             softmax(c, n);
         }
-        if (p->min_p > 0.0f) {
+        if (p->min_p > 0.0f && !minp) {
             float th = p->min_p * c[0].p; /* c[0] is the most likely */
             int k = 1;
             while (k < n && c[k].p >= th) k++;

@@ -148,6 +148,28 @@ static void test_large_vocab(void) {
         CHECK(worst <= k); /* rank k: the one token a float boundary may add */
         CHECK(worst >= k / 2);
     }
+    CASE("samp-8.5", "min-p 0.2 alone over 6000 tokens (filtered without a full sort): only tokens within ln 5 of the "
+                     "best, the lowest kept level reached");
+    {
+        for (int v = 0; v < VB; v++) { /* the 0.25 grid again: best 7.75, kept >= 7.75 - ln 5 = 6.14 */
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            lg[v] = (float)((int)(x % 64) - 32) * 0.25f;
+        }
+        float best = -INFINITY;
+        for (int v = 0; v < VB; v++) best = lg[v] > best ? lg[v] : best;
+        eng_samp_params p = base();
+        p.temperature = 1.0f, p.top_k = 0, p.top_p = 1.0f, p.min_p = 0.2f;
+        float lowest = INFINITY;
+        for (int seed = 0; seed < 400; seed++) {
+            p.seed = (uint64_t)seed;
+            eng_samp *s = eng_samp_create(err, &p, VB);
+            CHECK_EQ(eng_samp_sample(err, s, sc, lg, NULL, 0, &r), 0);
+            lowest = lg[r.id] < lowest ? lg[r.id] : lowest;
+            eng_samp_free(s);
+        }
+        CHECK(best == 7.75f);
+        CHECK(lowest == 6.25f); /* 6.25 kept and reached, 6.0 (below 6.14) never drawn */
+    }
     CASE("samp-8.4", "without logprobs the raw log-softmax pass is skipped: logprob 0, no alternatives");
     {
         eng_samp_params p = base();
