@@ -33,7 +33,6 @@
 #include <stdlib.h>
 
 #include "helpers.cuh"
-#include "internal.cuh"
 #include "ops.cuh"
 
 #define DEC_THREADS 128 /* 4 warps: the softmax step takes a warp per head (G <= 8: 2 each) */
@@ -430,12 +429,6 @@ kernel_attn_decode(float *__restrict__ qkv, int heads, const float2 *__restrict_
     if (tid == 0) cnt[tk] = 0;               /* for the next launch (graphs replay it) */
 }
 
-/* PDL for the fused decode attention: where the GEMVs use it, unless AWQ_CUDA_ATTN_PDL=0 (A/B runs) */
-static bool cua_attn_pdl(void) {
-    const char *e = getenv("AWQ_CUDA_ATTN_PDL");
-    return cuq_gemv_pdl() && !(e && *e == '0');
-}
-
 template <int HD, int GM>
 static int dec_launch(char *err, dim3 grid, float *qkv, int heads, const float2 *rope, const int *tslot,
                       const int *tpos, const cu_kv *kv, int window, int splits, float *part, int *cnt, half *out,
@@ -443,7 +436,7 @@ static int dec_launch(char *err, dim3 grid, float *qkv, int heads, const float2 
     const size_t smem = dec_cfg<HD>::SMEM; /* up to 64 KB: above the 48 KB default */
     CU_RET(err, cudaFuncSetAttribute(kernel_attn_decode<HD, GM>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     cu_launch_cfg c;
-    cu_launch_init(&c, grid, dim3(DEC_THREADS), smem, st, cua_attn_pdl());
+    cu_launch_init(&c, grid, dim3(DEC_THREADS), smem, st, cu_pdl_unless("AWQ_CUDA_ATTN_PDL"));
     const cu_kv kvv = *kv;
     /* AWQ_CUDA_ATTN_KEYS_MIN: keys per split at least (A/B runs; default DEC_KEYS_MIN) */
     const char *e = getenv("AWQ_CUDA_ATTN_KEYS_MIN");

@@ -2,7 +2,6 @@
  * fp16 out: the next matmul's input), SwiGLU and argmax. All are memory-bound and tiny next to
  * the matmuls; each reads its input once and writes its output once. */
 #include <float.h>
-
 #include <stdlib.h>
 
 #include "helpers.cuh"
@@ -15,14 +14,17 @@ extern "C" {
 #define OPS_THREADS 256 /* rows of 4096-14336 elements: 16-56 elements per thread */
 static bool aligned(const void *p, size_t a) { return ((uintptr_t)p & (a - 1)) == 0; }
 
+/* PDL where the GEMVs use it, unless the environment variable var is 0 (A/B runs). */
+bool cu_pdl_unless(const char *var) {
+    const char *e = getenv(var);
+    return cuq_gemv_pdl() && !(e && *e == '0');
+}
+
 /* The row kernels of a decode step (vector RMSNorm, RoPE + KV write, flash-decoding attention
  * and its combine) as programmatic dependent launches: each waits for its predecessor at its
  * start, so what PDL saves is the launch latency between graph nodes (4 plain launches per
- * layer at 17-64 tokens). Where the GEMVs use PDL, unless AWQ_CUDA_ROW_PDL=0 (A/B runs). */
-bool cu_row_pdl(void) {
-    const char *e = getenv("AWQ_CUDA_ROW_PDL");
-    return cuq_gemv_pdl() && !(e && *e == '0');
-}
+ * layer at 17-64 tokens). */
+bool cu_row_pdl(void) { return cu_pdl_unless("AWQ_CUDA_ROW_PDL"); }
 
 static __global__ void kernel_embed(const half *__restrict__ e, const int *__restrict__ tok, int H,
                                     float *__restrict__ x) {
@@ -118,7 +120,6 @@ static __global__ void kernel_rmsnorm(const float *__restrict__ x, const int *__
     half *o = out + (size_t)blockIdx.x * H;
     for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = __float2half(xr[i] * inv * __half2float(w[i]));
 }
-
 
 int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const half *w, float eps,
                 half *out, cudaStream_t st) {

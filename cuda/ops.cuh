@@ -16,7 +16,9 @@ int cuo_rmsnorm(char *err, const float *x, const int *rows, int n, int H, const 
 int cuo_swiglu(char *err, const float *gu, int T, int I, half *h, cudaStream_t st);
 /* The same from fp16 gate|up rows (T, 2 I) halves: the dense path's gate|up output. */
 int cuo_swiglu_h(char *err, const half *gu, int T, int I, half *h, cudaStream_t st);
-/* The decode step's row kernels as programmatic dependent launches (ops.cu) */
+/* Programmatic dependent launch where the GEMVs use it and env var is not 0 (ops.cu) */
+bool cu_pdl_unless(const char *var);
+/* The decode step's row kernels as programmatic dependent launches (AWQ_CUDA_ROW_PDL) */
 bool cu_row_pdl(void);
 /* out[i] = argmax of logits row i (V floats); ties go to the lowest id (as the CPU). part:
  * device scratch of cuo_argmax_part_bytes(n) (the per-block partials, overwritten). */
