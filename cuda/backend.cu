@@ -327,6 +327,7 @@ static int cu_create(char *err, const eng_model *m, const eng_backend_opts *o, v
         CU_GOTO(err, rc, fail, cudaMemset(s->attn_cnt, 0, MT * s->kv_heads * 4));
         CU_GOTO(err, rc, fail, cudaMallocHost(&s->h_meta, 4 * MT * 4));
         CU_GOTO(err, rc, fail, cudaMallocHost(&s->h_am, (size_t)s->max_seqs * 4));
+        if ((rc = cup_alloc(err, s))) goto fail;
     }
 
     /* ---- dense path and prefill attention scratch (sized in the fit check above) ---- */
@@ -462,6 +463,7 @@ static void cu_destroy(void *state) {
     free(s->segs);
     cudaFreeHost(s->h_meta);
     cudaFreeHost(s->h_am);
+    cup_free(s);
     if (s->cb) cublasDestroy(s->cb);
     cudaFree(s->cb_ws);
     if (s->st) cudaStreamDestroy(s->st);
@@ -505,6 +507,13 @@ static int cu_forward(char *err, void *state, const eng_batch *b) {
     return cu_fwd(err, s, b);
 }
 
+static int cu_row(char *err, void *state, int i, float *out) {
+    cu_state *s = (cu_state *)state;
+    cudaError_t e = cudaSetDevice(s->dev);
+    if (e != cudaSuccess) return awq_seterr(err, AWQ_EDEVICE, "cuda: cudaSetDevice: %s", cudaGetErrorName(e));
+    return cup_row_copy(err, s, i, out);
+}
+
 extern "C" const eng_backend_ops eng_cuda_backend = {
-    "cuda", cu_create, cu_slot_alloc, cu_slot_free, cu_forward, cu_memory, cu_destroy,
+    "cuda", cu_create, cu_slot_alloc, cu_slot_free, cu_forward, cu_row, cu_memory, cu_destroy,
 };

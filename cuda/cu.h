@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "awq_err.h"
+#include "backend.h"
 #include "model.h"
 
 #ifdef __cplusplus
@@ -121,6 +122,12 @@ AWQ_NODISCARD int cu_rope_probe(char *err, int dev, int heads, int kv_heads, int
  * row with no number above -FLT_MAX (NaN / -inf only). */
 AWQ_NODISCARD int cu_argmax_probe(char *err, int dev, const float *logits, int n, int V, int *out)
     AWQ_NONNULL(3, 6);
+
+/* The sampling reduction (pick.cu) alone, for tests: rows i of logits (n x V, host) edited and
+ * reduced as pick[i] says (backend.h) into out[i] (its ids / l arrays the caller's); logits then
+ * holds the rows as the GPU left them (edited). */
+AWQ_NODISCARD int cu_pick_probe(char *err, int dev, float *logits, int n, int V, const eng_pick *pick,
+                                eng_pick_out *out) AWQ_NONNULL(3, 6, 7);
 
 #ifdef __cplusplus
 }

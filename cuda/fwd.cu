@@ -334,7 +334,8 @@ int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
     int rc = validate(err, s, b);
     if (rc) return rc;
     if ((rc = grow_blocks(err, s, b))) return rc;
-    const bool head = b->logits || b->argmax;
+    const bool head = b->logits || b->argmax || b->pick;
+    s->pk.rows_left = 0;
     bool decode = true;
     for (int i = 0; i < b->n_seq; i++)
         if (b->n_tokens[i] != 1) decode = false;
@@ -387,13 +388,22 @@ int cu_fwd(char *err, cu_state *s, const eng_batch *b) {
         }
         if (head && (rc = run_head(err, s, b->n_seq))) return rc;
     }
-    if (b->argmax)
-        CU_RET(err, cudaMemcpyAsync(s->h_am, s->d_am, (size_t)b->n_seq * sizeof(int), cudaMemcpyDeviceToHost, s->st));
-    if (b->logits)
-        CU_RET(err, cudaMemcpyAsync(b->logits, s->logits, (size_t)b->n_seq * s->V * sizeof(float),
-                                    cudaMemcpyDeviceToHost, s->st));
+    if (b->pick) { /* sampling reduced here: a token or a few candidates per row cross (pick.cu) */
+        if ((rc = cup_launch(err, s, b))) return rc;
+    } else {
+        if (b->argmax)
+            CU_RET(err, cudaMemcpyAsync(s->h_am, s->d_am, (size_t)b->n_seq * sizeof(int), cudaMemcpyDeviceToHost, s->st));
+        if (b->logits)
+            CU_RET(err, cudaMemcpyAsync(b->logits, s->logits, (size_t)b->n_seq * s->V * sizeof(float),
+                                        cudaMemcpyDeviceToHost, s->st));
+    }
     CU_RET(err, cudaStreamSynchronize(s->st));
     CU_RET(err, cudaGetLastError());
-    if (b->argmax) memcpy(b->argmax, s->h_am, (size_t)b->n_seq * sizeof(int));
+    if (b->pick) {
+        cup_collect(s, b);
+        s->pk.rows_left = b->n_seq;
+    } else if (b->argmax) {
+        memcpy(b->argmax, s->h_am, (size_t)b->n_seq * sizeof(int));
+    }
     return 0;
 }

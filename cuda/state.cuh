@@ -7,6 +7,7 @@
 
 #include "internal.cuh"
 #include "ops.cuh"
+#include "pick.cuh"
 
 extern "C" {
 #include "backend.h"
@@ -126,6 +127,7 @@ typedef struct cu_state {
     bool att_fa;           /* flash-attention kernel for those segments (AWQ_CUDA_ATTN_FA=0: cuBLAS) */
     cu_seg *segs;          /* (CU_MAX_TOK) the running chunk's segments; nseg 0: none long */
     int nseg;
+    cu_pick pk;            /* sampling reduced on the GPU (pick.cu) */
 } cu_state;
 
 /* The forward pass (fwd.cu). */

@@ -19,6 +19,7 @@
 #include "awq_util.h"
 #include "backend.h"
 #include "cpu.h"
+#include "sample.h"
 
 /* Tokens per sub-batch: bounds the activation scratch (about 100 KB per token for 7B). */
 #define CPU_MAX_M 128
@@ -46,7 +47,9 @@ typedef struct cpu_state {
     float *g, *u;      /* (CPU_MAX_M, intermediate) */
     float *last;       /* (max_seqs, hidden) hidden state of each sequence's last token */
     float *lastn;      /* (max_seqs, hidden) */
-    float *logits;     /* (max_seqs, vocab) when the caller wants only argmax */
+    float *logits;     /* (max_seqs, vocab) when the caller wants only argmax or picks */
+    int n_rows;        /* rows of logits the last picking forward left there (for row()) */
+    eng_samp_scratch *pick_sc;
     float *scores;     /* (threads, max_ctx) attention scratch */
     int *t_slot, *t_pos, *t_seq; /* (CPU_MAX_M) per token of the sub-batch */
 } cpu_state;
@@ -132,7 +135,8 @@ static int cpu_create(char *err, const eng_model *m, const eng_backend_opts *o, 
     s->t_slot = malloc(M * sizeof(int));
     s->t_pos = malloc(M * sizeof(int));
     s->t_seq = malloc(M * sizeof(int));
-    if (!s->slots || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->o || !s->g || !s->u || !s->last ||
+    s->pick_sc = eng_samp_scratch_create(err, c->vocab);
+    if (!s->pick_sc || !s->slots || !s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->o || !s->g || !s->u || !s->last ||
         !s->lastn || !s->logits || !s->scores || !s->t_slot || !s->t_pos || !s->t_seq) {
         cpu_destroy(s);
         return awq_seterr(err, AWQ_ENOMEM, "out of memory for CPU activations (%d sequences, context %d)",
@@ -168,6 +172,7 @@ static void cpu_destroy(void *state) {
     free(s->t_slot);
     free(s->t_pos);
     free(s->t_seq);
+    eng_samp_scratch_free(s->pick_sc);
     free(s);
 }
 
@@ -316,11 +321,24 @@ static int cpu_forward(char *err, void *state, const eng_batch *b) {
                 memcpy(s->last + (size_t)q * H, s->x + (size_t)t * H, (size_t)H * sizeof(float));
         }
     }
-    if (!b->logits && !b->argmax) return 0;
+    s->n_rows = 0;
+    if (!b->logits && !b->argmax && !b->pick) return 0;
     for (int i = 0; i < b->n_seq; i++)
         eng_cpu_rmsnorm(s->lastn + (size_t)i * H, s->last + (size_t)i * H, s->m->norm, H, c->rms_eps);
-    float *lg = b->logits ? b->logits : s->logits;
+    float *lg = b->logits && !b->pick ? b->logits : s->logits;
     if ((rc = eng_cpu_f16_matmul(err, s->impl, s->pool, s->m->lm_head, V, H, s->lastn, b->n_seq, lg))) return rc;
+    /* picking: FULL rows are copied out raw, the others edited in place (row() reads them) and
+     * reduced by the sampler's reference code */
+    for (int i = 0; b->pick && i < b->n_seq; i++) {
+        float *row = lg + (size_t)i * V;
+        if (b->pick[i].mode == ENG_PICK_FULL) {
+            memcpy(b->logits + (size_t)i * V, row, (size_t)V * sizeof *row);
+            continue;
+        }
+        eng_samp_pick_edits(row, &b->pick[i]);
+        if ((rc = eng_samp_pick(err, s->pick_sc, row, V, &b->pick[i], &b->pick_out[i]))) return rc;
+    }
+    if (b->pick) s->n_rows = b->n_seq;
     if (b->argmax)
         for (int i = 0; i < b->n_seq; i++) {
             const float *l = lg + (size_t)i * V;
@@ -332,12 +350,22 @@ static int cpu_forward(char *err, void *state, const eng_batch *b) {
     return 0;
 }
 
+static int cpu_row(char *err, void *state, int i, float *out) {
+    cpu_state *s = state;
+    const int V = s->m->cfg.vocab;
+    if (i < 0 || i >= s->n_rows)
+        return awq_seterr(err, AWQ_EINVAL, "logits row %d: the last picking step left %d", i, s->n_rows);
+    memcpy(out, s->logits + (size_t)i * V, (size_t)V * sizeof *out);
+    return 0;
+}
+
 const eng_backend_ops eng_cpu_backend = {
     .name = "cpu",
     .create = cpu_create,
     .slot_alloc = cpu_slot_alloc,
     .slot_free = cpu_slot_free,
     .forward = cpu_forward,
+    .row = cpu_row,
     .memory = cpu_memory,
     .destroy = cpu_destroy,
 };

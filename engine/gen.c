@@ -23,6 +23,11 @@ struct eng_gen {
     uint64_t steps;                /* forward passes run: a sequence's logits row is this step's */
     eng_gen_seq **batch;           /* (max_seqs) */
     eng_samp_scratch *samp_sc;     /* the sequential sampling's working memory */
+    /* picking (backend.h): the step's requests and answers, in batch order; off when the
+     * backend cannot read a row back or eng_gen_keep_logits asked for whole rows */
+    bool picking;
+    eng_pick *pick;                /* (max_seqs) */
+    eng_pick_out *pick_out;        /* (max_seqs) */
     /* parallel sampling (steps where >= GEN_PAR_MIN sequences sample): a pool made at the first
      * such step, one scratch per worker, the step's sampling sequences and their results */
     int par_threads;               /* workers wanted; 1 = never in parallel */
@@ -54,6 +59,11 @@ struct eng_gen_seq {
     const float *logits; /* (vocab) its row of g->logits, valid while logits_step == g->steps:
                           * no copy per sequence (480 KB a step at a 120k vocabulary) */
     uint64_t logits_step;
+    int host;            /* this step samples on the host: HOST_RAW (raw row) or HOST_EDITED */
+    eng_pick_edit *edits; /* (edit_cap) the plan's edits */
+    int edit_cap;
+    int32_t *cand_id;    /* (ENG_PICK_MAX) a TOP answer's candidates */
+    float *cand_l;
     eng_gen_event ev;
 };
 
@@ -62,6 +72,7 @@ struct eng_gen_seq {
  * ~0.2 ms at a 120k vocabulary, 13 ms per step at 64 streams on one thread, twice the
  * GPU's whole step (bench/RESULTS.md). */
 #define GEN_PAR_MIN 4
+enum { HOST_NONE, HOST_RAW, HOST_EDITED };
 #define GEN_PAR_MAX 8
 
 const char *eng_gen_finish_name(eng_gen_finish f) {
@@ -97,13 +108,16 @@ eng_gen *eng_gen_create(char *err, const eng_model *m, const eng_tok *tok, const
     g->tokens = calloc((size_t)g->max_seqs * ENG_GEN_CHUNK, sizeof *g->tokens);
     g->logits = malloc((size_t)g->max_seqs * (size_t)g->vocab * sizeof *g->logits);
     g->batch = calloc((size_t)g->max_seqs, sizeof *g->batch);
+    g->picking = be->row != NULL;
+    g->pick = calloc((size_t)g->max_seqs, sizeof *g->pick);
+    g->pick_out = calloc((size_t)g->max_seqs, sizeof *g->pick_out);
     g->samp_sc = eng_samp_scratch_create(err, g->vocab);
     const int cores = o->threads > 0 ? o->threads : plat_ncpu();
     g->par_threads = cores < GEN_PAR_MAX ? (cores > 1 ? cores : 1) : GEN_PAR_MAX;
     g->samp = calloc((size_t)g->max_seqs, sizeof *g->samp);
     g->samp_rc = calloc((size_t)g->max_seqs, sizeof *g->samp_rc);
     if (!g->seqs || !g->slot || !g->pos || !g->ntok || !g->tokens || !g->logits || !g->batch || !g->samp_sc ||
-        !g->samp || !g->samp_rc) {
+        !g->samp || !g->samp_rc || !g->pick || !g->pick_out) {
         eng_gen_free(g);
         goto oom;
     }
@@ -125,6 +139,8 @@ void eng_gen_free(eng_gen *g) {
     free(g->tokens);
     free(g->logits);
     free(g->batch);
+    free(g->pick);
+    free(g->pick_out);
     eng_samp_scratch_free(g->samp_sc);
     eng_cpu_pool_free(g->pool);
     if (g->par_sc)
@@ -137,6 +153,7 @@ void eng_gen_free(eng_gen *g) {
 }
 
 int eng_gen_max_ctx(const eng_gen *g) { return g->max_ctx; }
+void eng_gen_keep_logits(eng_gen *g, bool keep) { g->picking = !keep && g->be->row != NULL; }
 const char *eng_gen_backend_name(const eng_gen *g) { return g->be->name; }
 void eng_gen_memory(const eng_gen *g, size_t *weights, size_t *kv) { g->be->memory(g->be_state, weights, kv); }
 
@@ -168,6 +185,12 @@ static int seq_params(char *err, eng_gen_seq *s, const eng_samp_params *p) {
         s->stop[i] = buf;
         buf += n;
     }
+    /* the plan's edit list: the bias entries and the penalty window's distinct tokens */
+    const int cap = eng_samp_edit_cap(samp, (size_t)s->g->max_ctx + 1);
+    if (cap > s->edit_cap) {
+        eng_pick_edit *e = realloc(s->edits, sizeof *e * (size_t)cap);
+        if (e) s->edits = e, s->edit_cap = cap; /* else those plans go FULL: slower, same ids */
+    }
     memcpy(s->stop_ids, p->stop_ids ? p->stop_ids : s->stop_ids, sizeof(int32_t) * (size_t)p->n_stop_ids);
     s->p.stop = s->stop;
     s->p.stop_ids = s->stop_ids;
@@ -191,7 +214,9 @@ int eng_gen_seq_create(char *err, eng_gen *g, const eng_samp_params *p, eng_gen_
     s->g = g;
     s->slot = -1;
     s->hist = malloc(sizeof *s->hist * ((size_t)g->max_ctx + 1));
-    if (!s->hist) {
+    s->cand_id = malloc(sizeof *s->cand_id * ENG_PICK_MAX);
+    s->cand_l = malloc(sizeof *s->cand_l * ENG_PICK_MAX);
+    if (!s->hist || !s->cand_id || !s->cand_l) {
         rc = awq_seterr(err, AWQ_ENOMEM, "out of memory for a sequence of %d tokens", g->max_ctx);
         goto fail;
     }
@@ -208,6 +233,9 @@ fail:
     eng_samp_free(s->samp);
     free(s->stop_buf);
     free(s->hist);
+    free(s->edits);
+    free(s->cand_id);
+    free(s->cand_l);
     free(s);
     return rc;
 }
@@ -221,6 +249,9 @@ void eng_gen_seq_free(eng_gen_seq *s) {
     eng_samp_free(s->samp);
     free(s->stop_buf);
     free(s->hist);
+    free(s->edits);
+    free(s->cand_id);
+    free(s->cand_l);
     awq_buf_free(&s->hold);
     awq_buf_free(&s->out);
     free(s);
@@ -278,7 +309,7 @@ void eng_gen_seq_cancel(eng_gen_seq *s) {
 eng_gen_finish eng_gen_seq_finish(const eng_gen_seq *s) { return s->finish; }
 const eng_gen_event *eng_gen_seq_event(const eng_gen_seq *s) { return &s->ev; }
 const float *eng_gen_seq_logits(const eng_gen_seq *s) {
-    return s->logits && s->logits_step == s->g->steps ? s->logits : NULL;
+    return s->logits && s->host == HOST_RAW && s->logits_step == s->g->steps ? s->logits : NULL;
 }
 
 /* ---------------------------------------------------------------- text ---- */
@@ -391,13 +422,21 @@ static bool par_ready(eng_gen *g) {
     return ok;
 }
 
+/* the host's share of a sequence's sampling: from its raw row, or its edited one when the
+ * backend's answer could not settle the choice */
+static int host_sample(char *err, eng_gen_seq *s, eng_samp_scratch *sc) {
+    if (s->host == HOST_EDITED) return eng_samp_sample_edited(err, s->samp, sc, s->logits, &s->ev.tok);
+    return eng_samp_sample(err, s->samp, sc, s->logits, s->hist, s->n_hist, &s->ev.tok);
+}
+
 /* worker tid samples sequences tid, tid + n, ... of the step, up to its first failure (whose
  * message stays in par_err[tid]) */
 static void par_sample(void *ctx, int tid, int n) {
     eng_gen *g = ctx;
     for (int j = tid; j < g->n_samp; j += n) {
         eng_gen_seq *s = g->samp[j];
-        g->samp_rc[j] = eng_samp_sample(g->par_err[tid], s->samp, g->par_sc[tid], s->logits, s->hist, s->n_hist, &s->ev.tok);
+        if (!s->host) continue;
+        g->samp_rc[j] = host_sample(g->par_err[tid], s, g->par_sc[tid]);
         if (g->samp_rc[j]) return;
     }
 }
@@ -428,22 +467,59 @@ int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
         nb++;
     }
     if (nb == 0) return 0;
-    eng_batch b = {nb, g->slot, g->pos, g->ntok, g->tokens, want ? g->logits : NULL, NULL};
+    /* what each sampling row's backend reduction is (a row still prefilling wants nothing: the
+     * cheapest, an argmax); the plans are made on this thread, in batch order */
+    bool full = false;
+    for (int i = 0; g->picking && want && i < nb; i++) {
+        eng_gen_seq *s = g->batch[i];
+        eng_pick_out *po = &g->pick_out[i];
+        memset(po, 0, sizeof *po);
+        if (s->n_past + (size_t)g->ntok[i] < s->n_hist) {
+            memset(&g->pick[i], 0, sizeof g->pick[i]);
+            g->pick[i].mode = ENG_PICK_ARGMAX;
+            continue;
+        }
+        eng_samp_plan(s->samp, g->samp_sc, s->hist, s->n_hist, &g->pick[i], s->edits, s->edit_cap);
+        full |= g->pick[i].mode == ENG_PICK_FULL;
+        po->ids = s->cand_id;
+        po->l = s->cand_l;
+    }
+    const bool pick = g->picking && want;
+    eng_batch b = {nb, g->slot, g->pos, g->ntok, g->tokens, want && (full || !pick) ? g->logits : NULL, NULL,
+                   pick ? g->pick : NULL, pick ? g->pick_out : NULL};
     g->steps++; /* every row of g->logits is rewritten (or stale) from here on */
     int rc = g->be->forward(err, g->be_state, &b);
     if (rc) return rc;
     g->n_samp = 0;
+    int n_host = 0; /* of them, those the host samples from a row */
     for (int i = 0; i < nb; i++) {
         eng_gen_seq *s = g->batch[i];
         s->n_past += (size_t)g->ntok[i];
+        s->logits = NULL;
         if (s->n_past < s->n_hist) continue; /* prefill continues next step */
+        s->host = HOST_RAW;
+        if (pick && g->pick[i].mode != ENG_PICK_FULL) {
+            bool need_row = false;
+            if ((rc = eng_samp_finish(err, s->samp, g->samp_sc, &g->pick[i], &g->pick_out[i], &s->ev.tok, &need_row)))
+                return rc;
+            if (!need_row) {
+                s->host = HOST_NONE;
+                g->samp[g->n_samp++] = s;
+                continue;
+            }
+            /* the answer could not settle it (a top-p nucleus wider than the candidates):
+             * the edited row, then the host samples as before */
+            if ((rc = g->be->row(err, g->be_state, i, g->logits + (size_t)i * g->vocab))) return rc;
+            s->host = HOST_EDITED;
+        }
         s->logits = g->logits + (size_t)i * g->vocab;
         s->logits_step = g->steps;
         g->samp[g->n_samp++] = s;
+        n_host++;
     }
     /* sample: each sequence has its own sampler (RNG) and reads only its logits row and
      * history, so the order and the thread do not change any id */
-    if (g->n_samp >= GEN_PAR_MIN && par_ready(g)) {
+    if (n_host >= GEN_PAR_MIN && par_ready(g)) {
         memset(g->samp_rc, 0, sizeof *g->samp_rc * (size_t)g->n_samp);
         eng_cpu_pool_run(g->pool, par_sample, g);
         for (int j = 0; j < g->n_samp; j++)
@@ -452,10 +528,8 @@ int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
                 return g->samp_rc[j];
             }
     } else {
-        for (int j = 0; j < g->n_samp; j++) {
-            eng_gen_seq *s = g->samp[j];
-            if ((rc = eng_samp_sample(err, s->samp, g->samp_sc, s->logits, s->hist, s->n_hist, &s->ev.tok))) return rc;
-        }
+        for (int j = 0; j < g->n_samp; j++)
+            if (g->samp[j]->host && (rc = host_sample(err, g->samp[j], g->samp_sc))) return rc;
     }
     for (int j = 0; j < g->n_samp; j++) {
         eng_gen_seq *s = g->samp[j];

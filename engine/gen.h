@@ -98,8 +98,13 @@ typedef struct eng_gen_event {
 
 const eng_gen_event *eng_gen_seq_event(const eng_gen_seq *s);
 /* The raw logits (vocab) this sequence sampled from in the generator's latest step, or NULL
- * (it did not sample in that step). Borrowed from the generator: valid until its next
- * eng_gen_step. */
+ * (it did not sample in that step, or its backend reduced the row: see eng_gen_keep_logits).
+ * Borrowed from the generator: valid until its next eng_gen_step. */
 const float *eng_gen_seq_logits(const eng_gen_seq *s);
+
+/* By default a step's sampling is reduced on the backend (backend.h, "picking": on the GPU
+ * only a token or a few candidates cross to the host) and eng_gen_seq_logits is NULL for rows
+ * reduced that way. keep = true: every sampled row comes back whole (tests, logit dumps). */
+void eng_gen_keep_logits(eng_gen *g, bool keep);
 
 #endif

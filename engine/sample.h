@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "awq_err.h"
+#include "backend.h"
 #include "model.h"
 
 #define ENG_SAMP_MAX_LOGPROBS 20 /* top-n logprobs per step */
@@ -99,5 +100,43 @@ typedef struct eng_samp_result {
  * vocabulary). AWQ_EINVAL when every token is banned or sc is too small. */
 AWQ_NODISCARD int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *logits,
                                   const int32_t *hist, size_t n_hist, eng_samp_result *out) AWQ_NONNULL(2, 3, 4, 7);
+
+/* ---- picking on the backend (engine/backend.h): the same choices, without the whole row ----
+ *
+ * Per token: eng_samp_plan says what the backend should reduce the row to, the backend runs it
+ * (eng_samp_pick is the reference, run by the CPU backend), eng_samp_finish chooses from what came
+ * back. FULL rows go to eng_samp_sample as before; a TOP row whose candidates cannot settle a wide
+ * top-p nucleus or min-p set sets *need_row, and the host reads the edited row and calls
+ * eng_samp_sample_edited. Every path draws one uniform per sampled token from the sampler's
+ * PRNG, so a seeded request gives the same ids on either backend (up to float rounding of the
+ * softmax sums at a draw's boundary). */
+
+/* Edits a plan may need: logit-bias entries plus the penalty window (history up to
+ * max_hist tokens). Callers size the edits array of eng_samp_plan with it. */
+int eng_samp_edit_cap(const eng_samp *s, size_t max_hist) AWQ_NONNULL(1);
+
+/* Fills req (and edits, cap entries, which req then borrows) for the next token after hist.
+ * FULL when the raw row is needed: logprobs, typical-p without top-k, top-k > ENG_PICK_MAX, or
+ * more edits than cap. A DRAW plan takes the token's uniform draw now. sc as in
+ * eng_samp_sample. */
+void eng_samp_plan(eng_samp *s, eng_samp_scratch *sc, const int32_t *hist, size_t n_hist, eng_pick *req,
+                   eng_pick_edit *edits, int cap) AWQ_NONNULL(1, 2, 5);
+
+/* Applies req's edits to row in place (the backend's first step). */
+void eng_samp_pick_edits(float *row, const eng_pick *req) AWQ_NONNULL(1, 2);
+/* The reference reduction of an edited row (vocab V) for a non-FULL req; out->ids/l must hold
+ * req->top entries for TOP. AWQ_EINVAL when sc is smaller than V or req is malformed. */
+AWQ_NODISCARD int eng_samp_pick(char *err, eng_samp_scratch *sc, const float *row, int V, const eng_pick *req,
+                                eng_pick_out *out) AWQ_NONNULL(2, 3, 5, 6);
+
+/* Chooses the token from the backend's answer po to the plan req. *need_row: the answer could
+ * not settle it (nothing drawn yet); read the edited row and call eng_samp_sample_edited.
+ * AWQ_EINVAL when every token is banned. */
+AWQ_NODISCARD int eng_samp_finish(char *err, eng_samp *s, eng_samp_scratch *sc, const eng_pick *req,
+                                  const eng_pick_out *po, eng_samp_result *out, bool *need_row)
+    AWQ_NONNULL(2, 3, 4, 5, 6, 7);
+/* eng_samp_sample over a row whose bias and penalties are already applied (no logprobs). */
+AWQ_NODISCARD int eng_samp_sample_edited(char *err, eng_samp *s, eng_samp_scratch *sc, const float *w,
+                                         eng_samp_result *out) AWQ_NONNULL(2, 3, 4, 5);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "gb_model.h"
+#include "gen.h"
 #include "model.h"
 #include "plat.h"
 
@@ -39,7 +40,7 @@ static double prefill(gbm *g, const int *slots, int n, int plen, int32_t *am) {
     int *pos = calloc((size_t)n, sizeof(int)), *nt = malloc((size_t)n * sizeof(int));
     for (int i = 0; i < n * plen; i++) toks[i] = rnd_tok(g->V);
     for (int i = 0; i < n; i++) nt[i] = plen;
-    eng_batch b = {n, slots, pos, nt, toks, NULL, am};
+    eng_batch b = {n, slots, pos, nt, toks, NULL, am, NULL, NULL};
     uint64_t t0 = plat_now_ns();
     if (g->ops->forward(err, g->st, &b)) die("prefill", err);
     double s = secs(t0);
@@ -63,7 +64,7 @@ static double decode(gbm *g, const int *slots, int n, int start, int steps, int3
             pos[i] = start + s;
             toks[i] = am[i];
         }
-        eng_batch b = {n, slots, pos, nt, toks, NULL, am};
+        eng_batch b = {n, slots, pos, nt, toks, NULL, am, NULL, NULL};
         if (g->ops->forward(err, g->st, &b)) die("decode", err);
     }
     double per = secs(t0) / steps;
@@ -170,6 +171,64 @@ void gb_model(const char *dir, double copy_gbps, int decode_only, int fp16_weigh
     g.ops->destroy(g.st);
     eng_model_free(m);
 }
+/* Decode through the generator (engine/gen.c, as the daemon runs it: sampling included) with
+ * n streams after a 128-token prompt: seconds per step over `steps` steps. keep: whole logits
+ * rows to the host (the path before the GPU's sampling reduction). */
+static double gen_decode(eng_gen *g, int n, const eng_samp_params *p, bool keep, int steps) {
+    char err[AWQ_ERR_LEN];
+    eng_gen_seq *sq[64];
+    int32_t prompt[128];
+    eng_gen_keep_logits(g, keep);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < 128; j++) prompt[j] = rnd_tok(4000);
+        if (eng_gen_seq_create(err, g, p, &sq[i]) || eng_gen_seq_prompt(err, sq[i], prompt, 128, NULL))
+            die("sequence", err);
+    }
+    while (eng_gen_seq_n_generated(sq[n - 1]) == 0) /* the prompts, then the first token */
+        if (eng_gen_step(err, g, sq, n)) die("step", err);
+    uint64_t t0 = plat_now_ns();
+    for (int s = 0; s < steps; s++)
+        if (eng_gen_step(err, g, sq, n)) die("step", err);
+    double per = secs(t0) / steps;
+    for (int i = 0; i < n; i++) eng_gen_seq_free(sq[i]);
+    return per;
+}
+
+void gb_sampled(const char *dir) {
+    char err[AWQ_ERR_LEN];
+    eng_model *m = NULL;
+    if (eng_model_load(err, dir, &m)) die("load", err);
+    eng_backend_opts o = {.threads = 0, .max_ctx = 1024, .max_seqs = 64, .kv_budget = 0, .device = 0};
+    eng_gen *g = eng_gen_create(err, m, NULL, &eng_cuda_backend, &o);
+    if (!g) die("create", err);
+    static const struct {
+        const char *name;
+        float t, top_p, rep;
+        int top_k;
+    } cfg[] = {{"greedy", 0, 1, 1, 0},
+               {"temperature 0.8", 0.8f, 1, 1, 0},
+               {"temperature 0.7, top-p 0.9", 0.7f, 0.9f, 1, 0},
+               {"temperature 0.8, top-k 40, repetition 1.1", 0.8f, 1, 1.1f, 40}};
+    static const int streams[] = {1, 64};
+    printf("### Decode through the generator, sampling included (%s, context ~128)\n\n", dir);
+    printf("| sampler | streams | sampled on the GPU | whole rows to the host | gain |\n| --- | --- | --- | --- | --- |\n");
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
+        for (size_t k = 0; k < 2; k++) {
+            eng_samp_params p;
+            eng_samp_params_default(&p, NULL);
+            p.temperature = cfg[c].t, p.top_p = cfg[c].top_p, p.top_k = cfg[c].top_k;
+            p.repetition_penalty = cfg[c].rep, p.max_tokens = 1000, p.ignore_eos = true, p.has_seed = true;
+            p.seed = 7;
+            const int n = streams[k];
+            const double a = gen_decode(g, n, &p, false, 48), b = gen_decode(g, n, &p, true, 48);
+            printf("| %s | %d | %.0f tok/s | %.0f tok/s | %.2fx |\n", cfg[c].name, n, n / a, n / b, b / a);
+            fflush(stdout);
+        }
+    printf("\n");
+    eng_gen_free(g);
+    eng_model_free(m);
+}
+
 void gb_profile(const char *dir, int nseq, int plen, int steps, int fp16_weights) {
     char err[AWQ_ERR_LEN];
     eng_model *m = NULL;
@@ -201,6 +260,7 @@ void gb_profile(const char *dir, int nseq, int plen, int steps, int fp16_weights
     eng_model_free(m);
 }
 #else
+void gb_sampled(const char *dir) { (void)dir; }
 void gb_profile(const char *dir, int nseq, int plen, int steps, int fp16_weights) {
     (void)dir;
     (void)fp16_weights;

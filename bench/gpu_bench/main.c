@@ -26,7 +26,7 @@ static void die(const char *what, const char *err) {
 
 int main(int argc, char **argv) {
     const char *model = NULL;
-    int kernels = 1, qmm[4] = {0}, prof[3] = {0}, decode_only = 0, fp16w = 0;
+    int kernels = 1, qmm[4] = {0}, prof[3] = {0}, decode_only = 0, fp16w = 0, sampled = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
@@ -34,6 +34,8 @@ int main(int argc, char **argv) {
             kernels = 0;
         else if (!strcmp(argv[i], "--fp16-weights"))
             fp16w = 1; /* the model table with prefill_fp16_weights */
+        else if (!strcmp(argv[i], "--sampled"))
+            sampled = 1; /* decode through the generator with sampling, GPU-reduced vs whole rows */
         else if (!strcmp(argv[i], "--decode-only"))
             decode_only = 1; /* the decode rows only, kernels and model (A/B runs) */
         else if (!strcmp(argv[i], "--profile-decode") && i + 1 < argc) { /* N streams: prefill 128, 3 steps */
@@ -48,7 +50,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--qmm") && i + 4 < argc) {
             for (int j = 0; j < 4; j++) qmm[j] = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: gpu_bench [--model DIR [--profile-decode N | --profile-prefill P]] [--no-kernels] [--decode-only] [--fp16-weights] [--qmm IN OUT M KERNEL]\n");
+            fprintf(stderr, "usage: gpu_bench [--model DIR [--profile-decode N | --profile-prefill P]] [--no-kernels] [--decode-only] [--sampled] [--fp16-weights] [--qmm IN OUT M KERNEL]\n");
             return 2;
         }
     }
@@ -74,7 +76,8 @@ int main(int argc, char **argv) {
     if (cu_bench_copy(err, 0, (size_t)1 << 30, 20, &copy_gbps)) die("copy", err);
     printf("| probe | value |\n| --- | --- |\n| D2D copy 1 GiB (read+write) | %.0f GB/s |\n\n", copy_gbps);
     if (kernels) gb_kernels(copy_gbps, decode_only);
-    if (model) gb_model(model, copy_gbps, decode_only, fp16w);
+    if (model && !sampled) gb_model(model, copy_gbps, decode_only, fp16w);
+    if (model && sampled) gb_sampled(model);
     return 0;
 }
 #endif

@@ -35,6 +35,8 @@ int main(void) {
 #include "backend.h"
 #include "cu.h"
 #include "model.h"
+#include "gen.h"
+#include "sample.h"
 
 /* ------------------------------------------------------------------ helpers ---- */
 static uint32_t rng_state = 12345u;
@@ -395,11 +397,11 @@ static void fwd_compare(const char *id, const char *what, const eng_model *m, in
         for (int i = 0; i < nseq; i++) {
             int a = plen[i] / 2, bq = plen[i] - a;
             int p0 = 0;
-            eng_batch b1 = {1, &slc[i], &p0, &a, toks + off, NULL, NULL};
+            eng_batch b1 = {1, &slc[i], &p0, &a, toks + off, NULL, NULL, NULL, NULL};
             CHECK_EQ(cpu.ops->forward(err, cpu.st, &b1), 0);
             b1.slot = &slg[i];
             CHECK_EQ(gpu.ops->forward(err, gpu.st, &b1), 0);
-            eng_batch b2 = {1, &slc[i], &a, &bq, toks + off + a, lc + (size_t)i * V, NULL};
+            eng_batch b2 = {1, &slc[i], &a, &bq, toks + off + a, lc + (size_t)i * V, NULL, NULL, NULL};
             CHECK_EQ(cpu.ops->forward(err, cpu.st, &b2), 0);
             b2.slot = &slg[i];
             b2.logits = lg + (size_t)i * V;
@@ -411,8 +413,8 @@ static void fwd_compare(const char *id, const char *what, const eng_model *m, in
             pos[i] = 0;
             nt[i] = plen[i];
         }
-        eng_batch bc = {nseq, slc, pos, nt, toks, lc, amc};
-        eng_batch bg = {nseq, slg, pos, nt, toks, lg, amg};
+        eng_batch bc = {nseq, slc, pos, nt, toks, lc, amc, NULL, NULL};
+        eng_batch bg = {nseq, slg, pos, nt, toks, lg, amg, NULL, NULL};
         CHECK_EQ(cpu.ops->forward(err, cpu.st, &bc), 0);
         int rc = gpu.ops->forward(err, gpu.st, &bg);
         CHECK_EQ(rc, 0);
@@ -439,8 +441,8 @@ static void fwd_compare(const char *id, const char *what, const eng_model *m, in
             nt[i] = 1;
             next[i] = amc[i];
         }
-        eng_batch bc = {nseq, slc, pos, nt, next, lc, amc};
-        eng_batch bg = {nseq, slg, pos, nt, next, (s & 1) ? NULL : lg, amg};
+        eng_batch bc = {nseq, slc, pos, nt, next, lc, amc, NULL, NULL};
+        eng_batch bg = {nseq, slg, pos, nt, next, (s & 1) ? NULL : lg, amg, NULL, NULL};
         CHECK_EQ(cpu.ops->forward(err, cpu.st, &bc), 0);
         int rc = gpu.ops->forward(err, gpu.st, &bg);
         CHECK_EQ(rc, 0);
@@ -1176,7 +1178,7 @@ static void test_backend_errors(void) {
     for (int i = 0; i < 40; i++) toks[i] = i;
     int p = 0, n = 40; /* 3 blocks */
     int32_t am;
-    eng_batch b = {1, &s0, &p, &n, toks, NULL, &am};
+    eng_batch b = {1, &s0, &p, &n, toks, NULL, &am, NULL, NULL};
     CHECK_EQ(g.ops->forward(err, g.st, &b), 0);
     n = 1;
     b.slot = &s1;
@@ -1188,11 +1190,11 @@ static void test_backend_errors(void) {
 
     CASE("cuda-5.3", "bad batches are refused with the entry named");
     int sl2[2] = {s1, s1}, pp[2] = {0, 0}, nn[2] = {1, 1};
-    eng_batch bb = {2, sl2, pp, nn, toks, NULL, NULL};
+    eng_batch bb = {2, sl2, pp, nn, toks, NULL, NULL, NULL, NULL};
     CHECK_EQ(g.ops->forward(err, g.st, &bb), AWQ_EINVAL);
     CHECK_CONTAINS(err, "share slot");
     int bad = 7;
-    eng_batch b3 = {1, &bad, &p, &n, toks, NULL, NULL};
+    eng_batch b3 = {1, &bad, &p, &n, toks, NULL, NULL, NULL, NULL};
     CHECK_EQ(g.ops->forward(err, g.st, &b3), AWQ_EINVAL);
     CHECK_CONTAINS(err, "slot 7 is not allocated");
     p = 64;
@@ -1306,6 +1308,192 @@ static void test_argmax(void) {
     CHECK_CONTAINS(err, "0 logits");
 }
 
+/* The sampling reduction (pick.cu) against the sampler's reference (eng_samp_pick): the edits
+ * bitwise, argmax / top-k ids and logits exactly, the cut and lmax exactly, z to rounding,
+ * draws the same id. */
+static void test_pick(void) {
+    char err[AWQ_ERR_LEN];
+    static const int Vs[] = {120128, 32000, 1000, 37};
+    enum { NR = 14, ND = 64 };
+    eng_samp_scratch *sc = eng_samp_scratch_create(err, 120128);
+    static int32_t gid[NR + ND][ENG_PICK_MAX], rid[NR + ND][ENG_PICK_MAX];
+    static float gl[NR + ND][ENG_PICK_MAX], rl[NR + ND][ENG_PICK_MAX];
+    for (size_t vi = 0; vi < sizeof Vs / sizeof Vs[0]; vi++) {
+        const int V = Vs[vi], n = NR + ND;
+        float *l = malloc(sizeof *l * (size_t)n * V), *ref = malloc(sizeof *ref * (size_t)n * V);
+        eng_pick pk[NR + ND];
+        eng_pick_out go[NR + ND], ro[NR + ND];
+        eng_pick_edit ed[NR][4];
+        memset(pk, 0, sizeof pk);
+        for (size_t i = 0; i < (size_t)n * V; i++) l[i] = rndf(-6.0f, 6.0f);
+        for (int i = 0; i < n; i++) {
+            float *r = l + (size_t)i * V;
+            eng_pick *p = &pk[i];
+            p->mode = ENG_PICK_TOP, p->temperature = 1.0f, p->top = 40, p->rep = 1.0f;
+            if (i < NR) { /* some edits on every kind of row: bias, a ban, penalties */
+                ed[i][0] = (eng_pick_edit){(int32_t)(7 % V), 2.5f, 0};
+                ed[i][1] = (eng_pick_edit){(int32_t)(V / 2), -INFINITY, 0};
+                ed[i][2] = (eng_pick_edit){(int32_t)(V - 1), 0.0f, 3};
+                ed[i][3] = (eng_pick_edit){(int32_t)(V / 3 + 1), -0.5f, 1};
+                p->rep = 1.3f, p->freq = 0.25f, p->pres = 0.5f;
+                p->edit = ed[i], p->n_edit = i % 3 == 0 ? 0 : (V > 4 ? 4 : 1);
+            }
+            switch (i) {
+            case 0: p->mode = ENG_PICK_ARGMAX, p->n_edit = 0; break;
+            case 1: p->mode = ENG_PICK_ARGMAX, p->n_edit = 4; break;
+            case 2: p->top = 1, p->temperature = 0.7f; break;
+            case 3: break;
+            case 4: p->top = ENG_PICK_MAX, p->temperature = 1.3f; break;
+            case 5: /* a 0.25 grid: ties decide by id */
+                for (int v = 0; v < V; v++) r[v] = (float)((int)(rnd() % 64) - 32) * 0.25f;
+                p->top = 50, p->temperature = 0.5f;
+                break;
+            case 6: /* all equal: ties beyond the GPU's buffer when the vocabulary is large */
+                for (int v = 0; v < V; v++) r[v] = 1.0f;
+                p->n_edit = 0;
+                break;
+            case 7: /* mostly -inf / NaN, 100 numbers */
+                for (int v = 0; v < V; v++) r[v] = (v % 5 == 1) ? NAN : -INFINITY;
+                for (int k = 0; k < 100 && k < V; k++) r[(k * 7919) % V] = rndf(-3, 3);
+                p->top = 300, p->n_edit = 0;
+                break;
+            case 8: /* nothing left */
+                for (int v = 0; v < V; v++) r[v] = -INFINITY;
+                p->top = 5, p->n_edit = 0;
+                break;
+            case 9: p->mode = ENG_PICK_DRAW, p->u = 0.37; break;
+            case 10: p->mode = ENG_PICK_DRAW, p->temperature = 0.8f, p->u = 0.9999999; break;
+            case 11: p->mode = ENG_PICK_DRAW, p->temperature = 2.0f, p->u = 0.0; break;
+            case 12: p->mode = ENG_PICK_FULL, p->n_edit = 0; break;
+            case 13: /* a peaked row: one token dominates */
+                r[V / 5] = 30.0f;
+                p->mode = ENG_PICK_DRAW, p->u = 0.5;
+                break;
+            default: /* draws at many u over one row's distribution */
+                if (i > NR) memcpy(r, l + (size_t)NR * V, sizeof *r * (size_t)V);
+                p->mode = ENG_PICK_DRAW, p->temperature = 1.0f, p->u = (double)(i - NR) / ND + 0.003;
+                break;
+            }
+            go[i] = (eng_pick_out){.ids = gid[i], .l = gl[i]};
+            ro[i] = (eng_pick_out){.ids = rid[i], .l = rl[i]};
+        }
+        memcpy(ref, l, sizeof *l * (size_t)n * V);
+        int rc = cu_pick_probe(err, 0, l, n, V, pk, go);
+        char what[160];
+        snprintf(what, sizeof what, "pick over %d tokens: edits bitwise, argmax / top-k / draws as eng_samp_pick "
+                                    "(ties, NaN, -inf, a banned row, a flat row, 64 draws on one row)", V);
+        CASE("cuda-13.1", what);
+        CHECK_EQ(rc, 0);
+        if (rc) fprintf(stderr, "   %s\n", err);
+        int edits_ok = 1, bad = 0;
+        for (int i = 0; i < n; i++) {
+            float *r = ref + (size_t)i * V;
+            if (pk[i].mode != ENG_PICK_FULL) eng_samp_pick_edits(r, &pk[i]);
+            edits_ok &= memcmp(r, l + (size_t)i * V, sizeof *r * (size_t)V) == 0;
+            if (pk[i].mode == ENG_PICK_FULL) continue;
+            CHECK_EQ(eng_samp_pick(err, sc, r, V, &pk[i], &ro[i]), 0);
+            const eng_pick_out *g = &go[i], *o = &ro[i];
+            int ok = 1;
+            if (pk[i].mode == ENG_PICK_ARGMAX) {
+                ok = g->id == o->id;
+            } else if (pk[i].mode == ENG_PICK_DRAW) {
+                ok = g->id == o->id && g->n_cut == o->n_cut && g->lmax == o->lmax;
+            } else if (g->n < 0) {
+                ok = i == 6 && V > 2048; /* the flat row's ties: the host reads the row */
+            } else {
+                ok = g->n == o->n && g->n_cut == o->n_cut && g->lmax == o->lmax &&
+                     fabs(g->z - o->z) <= 1e-6 * o->z;
+                for (int k = 0; ok && k < g->n; k++) ok = g->ids[k] == o->ids[k] && g->l[k] == o->l[k];
+            }
+            if (!ok) {
+                fprintf(stderr, "   V %d row %d mode %d: gpu id %d n %d cut %d lmax %g z %g; ref id %d n %d cut %d lmax %g "
+                                "z %g\n", V, i, pk[i].mode, g->id, g->n, g->n_cut, (double)g->lmax, g->z, o->id, o->n,
+                        o->n_cut, (double)o->lmax, o->z);
+                bad++;
+            }
+        }
+        CHECK(edits_ok);
+        CHECK_EQ(bad, 0);
+        free(l);
+        free(ref);
+    }
+    eng_samp_scratch_free(sc);
+}
+
+/* The generator on the GPU backend: with picking (the default) every kind of sampler draws the
+ * ids it draws from whole rows read back (eng_gen_keep_logits), over the same GPU logits. */
+static void test_gen_pick(void) {
+    char err[AWQ_ERR_LEN];
+    synth a;
+    synth_make(&a, 256, 512, 2, 4, 2, 1000, 128, 0, false);
+    const int N = 6, VOC = a.m.cfg.vocab;
+    eng_backend_opts o = {.threads = 2, .max_ctx = 64, .max_seqs = N};
+    eng_gen *g = eng_gen_create(err, &a.m, NULL, &eng_cuda_backend, &o);
+    CASE("cuda-13.2", "the generator on the GPU: picking draws the whole-row path's ids for greedy, bias, penalties, "
+                      "temperature, top-k, top-p, min-p, typical-p and logprobs settings");
+    CHECK(g != NULL);
+    if (!g) {
+        fprintf(stderr, "   %s\n", err);
+        synth_free(&a);
+        return;
+    }
+    int32_t pr[6][8];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < 8; j++) pr[i][j] = (int32_t)(rnd() % (uint32_t)VOC);
+    eng_samp_bias bias[2] = {{3, 2.5f}, {7, -INFINITY}};
+    int bad = 0;
+    for (int cfg = 0; cfg < 9; cfg++) {
+        eng_samp_params q;
+        eng_samp_params_default(&q, NULL);
+        q.max_tokens = 10, q.ignore_eos = true, q.has_seed = true;
+        switch (cfg) {
+        case 0: q.temperature = 0; break;
+        case 1: q.temperature = 0, q.logit_bias = bias, q.n_logit_bias = 2, q.repetition_penalty = 1.3f; break;
+        case 2: q.temperature = 0.8f; break;
+        case 3: q.temperature = 1.1f, q.top_k = 5, q.frequency_penalty = 0.4f, q.presence_penalty = 0.2f; break;
+        case 4: q.temperature = 1.0f, q.top_p = 0.6f; break;
+        case 5: q.temperature = 1.5f, q.min_p = 0.05f, q.logit_bias = bias, q.n_logit_bias = 2; break;
+        case 6: q.temperature = 0.9f, q.top_k = 12, q.top_p = 0.8f, q.typical_p = 0.9f; break;
+        case 7: q.temperature = 1.0f, q.typical_p = 0.7f; break;
+        default: q.temperature = 0.7f, q.top_k = 8, q.logprobs = 3; break;
+        }
+        int32_t ids[2][6][10];
+        memset(ids, 0xff, sizeof ids);
+        for (int way = 0; way < 2; way++) {
+            eng_gen_keep_logits(g, way == 0);
+            eng_gen_seq *sq[6];
+            for (int i = 0; i < N; i++) {
+                q.seed = 900 + (uint64_t)(cfg * N + i);
+                CHECK_EQ(eng_gen_seq_create(err, g, &q, &sq[i]), 0);
+                CHECK_EQ(eng_gen_seq_prompt(err, sq[i], pr[i], 3 + (size_t)i, NULL), 0);
+            }
+            for (int t = 0; t < 40; t++) {
+                int live = 0;
+                for (int i = 0; i < N; i++) live += eng_gen_seq_finish(sq[i]) == ENG_GEN_RUNNING;
+                if (!live) break;
+                if (eng_gen_step(err, g, sq, N)) {
+                    fprintf(stderr, "   step: %s\n", err);
+                    bad++;
+                    break;
+                }
+                for (int i = 0; i < N; i++) {
+                    const eng_gen_event *ev = eng_gen_seq_event(sq[i]);
+                    size_t k = eng_gen_seq_n_generated(sq[i]);
+                    if (ev->has_token && k >= 1 && k <= 10) ids[way][i][k - 1] = ev->tok.id;
+                }
+            }
+            for (int i = 0; i < N; i++) eng_gen_seq_free(sq[i]);
+        }
+        if (memcmp(ids[0], ids[1], sizeof ids[0]) != 0) {
+            fprintf(stderr, "   sampler configuration %d: the ids differ\n", cfg);
+            bad++;
+        }
+    }
+    CHECK_EQ(bad, 0);
+    eng_gen_free(g);
+    synth_free(&a);
+}
+
 int main(void) {
     CASE("cuda-1.1", "device discovery");
     int n = cu_device_count();
@@ -1322,6 +1510,7 @@ int main(void) {
 
     /* AWQ_TEST_QUICK (compute-sanitizer, time-capped): the newest paths first */
     const bool quick = h_env("AWQ_TEST_QUICK") != NULL;
+    if (quick) test_pick();
     if (quick) test_rope_kv();
     if (quick) test_batched_decode();
     if (quick) test_attn_decode();
@@ -1336,6 +1525,8 @@ int main(void) {
     if (!quick) test_rope_kv();
     if (!quick) test_batched_decode();
     test_argmax();
+    if (!quick) test_pick();
+    test_gen_pick();
     test_mkmodel();
     test_backend_errors();
     return h_finish();

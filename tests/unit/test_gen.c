@@ -60,8 +60,9 @@ static int drive(eng_gen *g, eng_gen_seq **seqs, int n, run *out, int vocab) {
             const eng_gen_event *ev = eng_gen_seq_event(seqs[i]);
             if (!ev->has_token || out[i].n >= MAXSTEP) continue;
             out[i].ids[out[i].n] = ev->tok.id;
-            out[i].logits[out[i].n] = malloc(sizeof(float) * (size_t)vocab);
-            memcpy(out[i].logits[out[i].n], eng_gen_seq_logits(seqs[i]), sizeof(float) * (size_t)vocab);
+            const float *lg = eng_gen_seq_logits(seqs[i]); /* NULL unless eng_gen_keep_logits */
+            out[i].logits[out[i].n] = lg ? malloc(sizeof(float) * (size_t)vocab) : NULL;
+            if (lg) memcpy(out[i].logits[out[i].n], lg, sizeof(float) * (size_t)vocab);
             out[i].n++;
             if (ev->finish) out[i].fin = ev->finish;
         }
@@ -76,6 +77,7 @@ static void test_numeric(void) {
     eng_backend_opts o = {.threads = 2, .max_ctx = 200, .max_seqs = 3};
     eng_gen *g = eng_gen_create(err, m, NULL, &eng_cpu_backend, &o);
     CHECK(g != NULL);
+    eng_gen_keep_logits(g, true); /* these cases compare logits */
     int32_t pr[3][170];
     tm_rng r = {5};
     for (int i = 0; i < 3; i++)
@@ -304,6 +306,7 @@ static void test_parallel_sampling(void) {
     p.temperature = 1.3f, p.top_k = 20, p.top_p = 0.9f, p.max_tokens = 10, p.ignore_eos = true, p.has_seed = true;
 
     CASE("gen-1.5", "6 sequences sampling together (the parallel path) draw the ids each draws alone");
+    eng_gen_keep_logits(g, true); /* whole rows: the host samples them, in parallel */
     {
         run together[6] = {0}, alone[6] = {0};
         eng_gen_seq *s[6];
@@ -348,6 +351,52 @@ static void test_parallel_sampling(void) {
         CHECK_EQ(eng_gen_step(err, g, s, N), AWQ_EINVAL);
         CHECK_CONTAINS(err, "every token is banned");
         for (int i = 0; i < N; i++) eng_gen_seq_free(s[i]);
+    }
+
+    CASE("gen-1.7", "picking on the backend (the default) draws the ids the whole-row path draws, for every kind of "
+                    "sampler: greedy, pure temperature, top-k, top-p, min-p, typical-p, bias, penalties, logprobs");
+    {
+        eng_samp_bias bias[3] = {{3, 2.5f}, {7, -INFINITY}, {3, 0.25f}}; /* a repeated id: deltas summed */
+        for (int cfg = 0; cfg < 10; cfg++) {
+            eng_samp_params q;
+            eng_samp_params_default(&q, NULL);
+            q.max_tokens = 12, q.ignore_eos = true, q.has_seed = true;
+            switch (cfg) {
+            case 0: q.temperature = 0; break;
+            case 1: q.temperature = 0, q.logit_bias = bias, q.n_logit_bias = 3, q.repetition_penalty = 1.3f; break;
+            case 2: q.temperature = 0.8f; break;
+            case 3: q.temperature = 1.1f, q.top_k = 5, q.frequency_penalty = 0.4f, q.presence_penalty = 0.2f; break;
+            case 4: q.temperature = 1.0f, q.top_p = 0.6f; break;
+            case 5: q.temperature = 1.5f, q.min_p = 0.05f, q.logit_bias = bias, q.n_logit_bias = 3; break;
+            case 6: q.temperature = 0.9f, q.top_k = 12, q.top_p = 0.8f, q.min_p = 0.02f, q.typical_p = 0.9f; break;
+            case 7: q.temperature = 1.0f, q.typical_p = 0.7f; break; /* whole row */
+            case 8: q.temperature = 0.7f, q.top_k = 8, q.logprobs = 3; break; /* whole row */
+            default: q.temperature = 2.0f, q.repetition_penalty = 0.7f, q.penalty_last_n = -1; break;
+            }
+            run res[2][6];
+            memset(res, 0, sizeof res);
+            for (int way = 0; way < 2; way++) {
+                eng_gen_keep_logits(g, way == 0);
+                eng_gen_seq *s[6];
+                for (int i = 0; i < N; i++) {
+                    q.seed = 500 + (uint64_t)(cfg * N + i);
+                    CHECK_EQ(eng_gen_seq_create(err, g, &q, &s[i]), 0);
+                    CHECK_EQ(eng_gen_seq_prompt(err, s[i], pr[i], 3 + (size_t)i, NULL), 0);
+                }
+                CHECK_EQ(drive(g, s, N, res[way], VOC), 0);
+                for (int i = 0; i < N; i++) eng_gen_seq_free(s[i]);
+            }
+            int same = 1;
+            for (int i = 0; i < N; i++) {
+                same &= res[0][i].n == 12 && res[1][i].n == 12 &&
+                        memcmp(res[0][i].ids, res[1][i].ids, sizeof(int32_t) * 12) == 0;
+                for (int k = 0; k < res[1][i].n && cfg != 7 && cfg != 8; k++) same &= res[1][i].logits[k] == NULL; /* reduced */
+                run_free(&res[0][i]);
+                run_free(&res[1][i]);
+            }
+            if (!same) fprintf(stderr, "   sampler configuration %d differs\n", cfg);
+            CHECK(same);
+        }
     }
     eng_gen_free(g);
     tm_free(m);
@@ -464,6 +513,7 @@ static void ref_case(const char *bin, const char *tokp, const char *tmp, const c
     for (int i = 0; i < np && i < 256; i++) prompt[i] = cJSON_GetArrayItem(pj, i)->valueint;
     eng_backend_opts o = {.threads = 2, .max_ctx = np + steps + 1, .max_seqs = 1};
     eng_gen *g = eng_gen_create(err, m, NULL, &eng_cpu_backend, &o);
+    if (g) eng_gen_keep_logits(g, true); /* compares the logits */
     eng_gen_seq *s = NULL;
     eng_samp_params p = greedy(steps);
     CHECK(g && !eng_gen_seq_create(err, g, &p, &s) && !eng_gen_seq_prompt(err, s, prompt, (size_t)np, NULL));

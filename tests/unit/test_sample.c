@@ -184,6 +184,175 @@ static void test_large_vocab(void) {
     eng_samp_scratch_free(sc);
 }
 
+/* One token through the picking path (sample.h): plan, the reference reduction on an edited
+ * copy of the row, finish, and the edited row when the answer is not enough. shrink > 0 cuts a
+ * TOP request to that many candidates (as a backend with a smaller answer would), to reach
+ * the need-row path. */
+static int pick_one(char *err, eng_samp *s, eng_samp_scratch *sc, const float *lg, int n, const int32_t *hist,
+                    size_t n_hist, int shrink, eng_samp_result *r, int *rows, eng_pick *req_out) {
+    static eng_pick_edit ed[ENG_SAMP_MAX_BIAS + 256];
+    static int32_t ids[ENG_PICK_MAX];
+    static float ls[ENG_PICK_MAX];
+    eng_pick req;
+    eng_samp_plan(s, sc, hist, n_hist, &req, ed, eng_samp_edit_cap(s, 256));
+    if (req_out) *req_out = req;
+    if (req.mode == ENG_PICK_FULL) return eng_samp_sample(err, s, sc, lg, hist, n_hist, r);
+    float *row = malloc(sizeof *row * (size_t)n);
+    memcpy(row, lg, sizeof *row * (size_t)n);
+    eng_samp_pick_edits(row, &req);
+    if (shrink > 0 && req.mode == ENG_PICK_TOP && req.top > shrink) req.top = shrink;
+    eng_pick_out po = {.ids = ids, .l = ls};
+    int rc = eng_samp_pick(err, sc, row, n, &req, &po);
+    bool need = false;
+    if (!rc) rc = eng_samp_finish(err, s, sc, &req, &po, r, &need);
+    if (!rc && need) {
+        (*rows)++;
+        rc = eng_samp_sample_edited(err, s, sc, row, r);
+    }
+    free(row);
+    return rc;
+}
+
+static void test_pick(void) {
+    char err[AWQ_ERR_LEN];
+    eng_samp_scratch *sc = eng_samp_scratch_create(err, VB);
+    float *lg = malloc(sizeof *lg * VB);
+    eng_samp_result r;
+    CASE("samp-9.1", "plans: greedy is an argmax, pure temperature a draw, filters a TOP, logprobs / typical-p alone / "
+                     "top-k > 1024 / too many edits the whole row; edits merge the bias and count the window");
+    {
+        eng_samp_bias b[3] = {{5, 1.0f}, {9, -INFINITY}, {5, 0.5f}};
+        const int32_t hist[6] = {5, 2, 2, 7, 2, 4000};
+        eng_pick_edit ed[16];
+        eng_pick req;
+        eng_samp_params p = base();
+        p.temperature = 0, p.logit_bias = b, p.n_logit_bias = 3, p.frequency_penalty = 0.5f, p.penalty_last_n = 5;
+        eng_samp *s = eng_samp_create(err, &p, VB);
+        CHECK_EQ(eng_samp_edit_cap(s, 100), 2 + 5);
+        eng_samp_plan(s, sc, hist, 6, &req, ed, 16);
+        CHECK_EQ(req.mode, ENG_PICK_ARGMAX);
+        CHECK_EQ(req.n_edit, 5); /* 5 (bias and window), 9 (bias), 2 (x3), 7, 4000; hist[0] is outside the window */
+        int ok = req.n_edit == 5 && ed[0].id == 5 && ed[0].delta == 1.5f && ed[0].count == 0 && ed[1].id == 9 &&
+                 ed[2].id == 2 && ed[2].count == 3 && ed[2].delta == 0 && ed[3].id == 7 && ed[4].id == 4000 &&
+                 ed[4].count == 1;
+        CHECK(ok);
+        eng_samp_plan(s, sc, hist, 6, &req, ed, 4); /* one edit too many */
+        CHECK_EQ(req.mode, ENG_PICK_FULL);
+        eng_samp_plan(s, sc, hist, 6, &req, ed, 5); /* the scratch was left clean: the same edits again */
+        CHECK_EQ(req.n_edit, 5);
+        eng_samp_free(s);
+        static const struct {
+            float t, tp, mp, typ;
+            int k, lp, mode, top;
+        } cs[] = {{0.7f, 1, 0, 1, 0, 0, ENG_PICK_DRAW, 0},   {0.7f, 0.9f, 0, 1, 0, 0, ENG_PICK_TOP, ENG_PICK_MAX},
+                  {0.7f, 1, 0.1f, 1, 0, 0, ENG_PICK_TOP, ENG_PICK_MAX}, {0.7f, 1, 0, 1, 40, 0, ENG_PICK_TOP, 40},
+                  {0.7f, 1, 0, 0.8f, 0, 0, ENG_PICK_FULL, 0}, {0.7f, 1, 0, 0.8f, 40, 0, ENG_PICK_TOP, 40},
+                  {0.7f, 1, 0, 1, 1025, 0, ENG_PICK_FULL, 0}, {0, 1, 0, 1, 0, 2, ENG_PICK_FULL, 0}};
+        for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+            eng_samp_params q = base();
+            q.temperature = cs[i].t, q.top_p = cs[i].tp, q.min_p = cs[i].mp, q.typical_p = cs[i].typ;
+            q.top_k = cs[i].k, q.logprobs = cs[i].lp;
+            s = eng_samp_create(err, &q, VB);
+            eng_samp_plan(s, sc, NULL, 0, &req, NULL, 0);
+            if (req.mode != cs[i].mode || req.top != cs[i].top) fprintf(stderr, "   plan case %zu\n", i);
+            CHECK_EQ(req.mode, cs[i].mode);
+            CHECK_EQ(req.top, cs[i].top);
+            if (req.mode == ENG_PICK_DRAW) CHECK(req.u >= 0 && req.u < 1);
+            eng_samp_free(s);
+        }
+    }
+    CASE("samp-9.2", "6000 tokens, 16 sampler settings x 12 seeds x 20 tokens with the history growing: plan + "
+                     "reduction + finish choose the ids of the whole-row sampler, through the need-row path too");
+    {
+        eng_samp_bias b[4] = {{11, 3.0f}, {12, -INFINITY}, {13, -2.0f}, {11, 0.5f}};
+        int diff = 0, rows = 0, total = 0;
+        for (int cfg = 0; cfg < 16; cfg++) {
+            eng_samp_params p = base();
+            p.temperature = 0.6f + 0.1f * (float)(cfg % 5);
+            switch (cfg % 8) {
+            case 0: p.temperature = 0; break;
+            case 1: break; /* pure temperature */
+            case 2: p.top_k = 50; break;
+            case 3: p.top_p = cfg < 8 ? 0.9f : 0.3f; break;
+            case 4: p.min_p = cfg < 8 ? 0.05f : 0.3f; break;
+            case 5: p.top_k = 300, p.top_p = 0.8f, p.min_p = 0.01f, p.typical_p = 0.9f; break;
+            case 6: p.top_p = 0.95f, p.min_p = 0.02f; break;
+            default: p.typical_p = 0.8f; break;
+            }
+            if (cfg >= 8) { /* the same with bias and penalties */
+                p.logit_bias = b, p.n_logit_bias = 4;
+                p.repetition_penalty = 1.2f, p.frequency_penalty = 0.1f, p.presence_penalty = 0.3f, p.penalty_last_n = 16;
+            }
+            for (int seed = 0; seed < 12; seed++) {
+                p.seed = (uint64_t)(1000 + cfg * 100 + seed);
+                eng_samp *s1 = eng_samp_create(err, &p, VB), *s2 = eng_samp_create(err, &p, VB);
+                int32_t hist[64];
+                size_t nh = 0;
+                uint32_t x = (uint32_t)(7 + seed * 31 + cfg);
+                for (int i = 0; i < 8; i++) hist[nh++] = (int32_t)((i * 37 + seed) % 40);
+                for (int t = 0; t < 20; t++) {
+                    for (int v = 0; v < VB; v++) { /* peaked: a few strong tokens over a long flat tail */
+                        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+                        lg[v] = (float)(x % 1000) * 0.004f + (v % 97 == 0 ? 4.0f : 0.0f) + (v < 40 ? 2.0f : 0.0f);
+                    }
+                    eng_samp_result r2;
+                    int rc1 = eng_samp_sample(err, s1, sc, lg, hist, nh, &r);
+                    int rc2 = pick_one(err, s2, sc, lg, VB, hist, nh, cfg % 2 ? 64 : 0, &r2, &rows, NULL);
+                    CHECK_EQ(rc1, 0);
+                    CHECK_EQ(rc2, 0);
+                    diff += r.id != r2.id;
+                    if (r.id != r2.id && getenv("DBG")) fprintf(stderr, "cfg %d seed %d t %d: %d vs %d\n", cfg, seed, t, r.id, r2.id);
+                    total++;
+                    hist[nh++] = r.id;
+                }
+                eng_samp_free(s1);
+                eng_samp_free(s2);
+            }
+        }
+        if (diff) fprintf(stderr, "   %d of %d ids differ\n", diff, total);
+        CHECK_EQ(diff, 0);
+        CHECK(rows > 0); /* the small answers (64 candidates) sent some wide nuclei back for the row */
+    }
+    CASE("samp-9.3", "the reduction: TOP on a tie-heavy grid is the full sort's first k with lmax, z and the cut; a "
+                     "banned row answers nothing and finishes with the banned error");
+    {
+        uint32_t x = 5;
+        for (int v = 0; v < VB; v++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            lg[v] = (float)((int)(x % 64) - 32) * 0.25f;
+        }
+        static int32_t ids[ENG_PICK_MAX];
+        static float ls[ENG_PICK_MAX];
+        eng_pick req = {.mode = ENG_PICK_TOP, .temperature = 0.5f, .top = 300};
+        eng_pick_out po = {.ids = ids, .l = ls};
+        CHECK_EQ(eng_samp_pick(err, sc, lg, VB, &req, &po), 0);
+        CHECK_EQ(po.n, 300);
+        int sorted = 1, cut = 0;
+        double z = 0;
+        for (int v = 0; v < VB; v++) cut += lg[v] / 0.5f >= 15.5f - 40.0f, z += exp(lg[v] / 0.5 - 15.5);
+        for (int i = 0; i < po.n; i++) sorted &= rank_of(lg, VB, ids[i]) == i && ls[i] == lg[ids[i]] / 0.5f;
+        CHECK(sorted);
+        CHECK(po.lmax == 15.5f);
+        CHECK_EQ(po.n_cut, cut);
+        CHECK(fabs(po.z - z) < 1e-6 * z);
+        for (int v = 0; v < VB; v++) lg[v] = -INFINITY;
+        lg[17] = NAN;
+        CHECK_EQ(eng_samp_pick(err, sc, lg, VB, &req, &po), 0);
+        CHECK_EQ(po.n_cut, 0);
+        eng_samp_params p = base();
+        p.top_p = 0.5f;
+        eng_samp *s = eng_samp_create(err, &p, VB);
+        int rows = 0;
+        CHECK_EQ(pick_one(err, s, sc, lg, VB, NULL, 0, 0, &r, &rows, NULL), AWQ_EINVAL);
+        CHECK_CONTAINS(err, "every token is banned");
+        eng_samp_free(s);
+        req.mode = 7;
+        CHECK_EQ(eng_samp_pick(err, sc, lg, VB, &req, &po), AWQ_EINVAL);
+    }
+    free(lg);
+    eng_samp_scratch_free(sc);
+}
+
 int main(void) {
     char err[AWQ_ERR_LEN];
     g_sc = eng_samp_scratch_create(err, V);
@@ -478,5 +647,6 @@ int main(void) {
     }
     eng_samp_scratch_free(g_sc);
     test_large_vocab();
+    test_pick();
     return h_finish();
 }
