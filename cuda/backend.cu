@@ -106,7 +106,7 @@ static size_t act_bytes(const cu_state *s) {
     size_t MT = CU_MAX_TOK;
     return MT * ((size_t)s->H * 4 + s->H * 2 + (size_t)(s->qd + 2 * s->kvd) * 4 + s->qd * 4 + s->qd * 2 +
                  (size_t)s->I * 8 + s->I * 2) +
-           (size_t)s->part_rows * s->heads * (s->hd + 2) * 4 + (size_t)s->max_seqs * ((size_t)s->H * 2 + s->V * 4 + 4) +
+           (size_t)s->part_rows * s->heads * (s->hd + 2) * 4 + (size_t)s->max_seqs * ((size_t)s->H * 2 + s->V * 8 + 4) + /* logits, pick keys */
            (size_t)4 * MT * 4 + MT * s->kv_heads * 4;
 }
 

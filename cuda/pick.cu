@@ -55,27 +55,145 @@ template <typename F> __device__ __forceinline__ F pk_block_reduce(F v, F *sm, b
     return v;
 }
 
-/* the bins above a threshold: warp 0 finds the highest bin b of hist (nb bins) at which the
- * count from the top reaches need; *above = the count in the bins above b */
-__device__ void pk_find_bin(const int *hist, int nb, int need, int *bin, int *above) {
+/* A running count over histogram bins (nb of them, a multiple of 32): warp 0 finds the first
+ * bin, walking from the highest (down) or the lowest, at which the running count reaches need;
+ * *before = the count of the bins walked before it. The caller guarantees the total reaches
+ * need. */
+template <typename C> __device__ void pk_find(const C *hist, int nb, C need, bool down, int *bin, C *before) {
     if (threadIdx.x >= 32) return;
     const int lane = threadIdx.x, per = nb / 32;
-    const int hi = nb - 1 - lane * per; /* lane 0 holds the highest bins */
-    int sum = 0;
-    for (int j = 0; j < per; j++) sum += hist[hi - j];
-    int incl = sum; /* inclusive prefix from lane 0 */
+    /* lane's bins, in walking order: b(j) for j = 0 .. per-1 */
+    const int first = down ? nb - 1 - lane * per : lane * per, step = down ? -1 : 1;
+    C sum = 0;
+    for (int j = 0; j < per; j++) sum += hist[first + step * j];
+    C incl = sum;
     for (int o = 1; o < 32; o <<= 1) {
-        int x = __shfl_up_sync(0xffffffffu, incl, o);
+        const C x = __shfl_up_sync(0xffffffffu, incl, o);
         if (lane >= o) incl += x;
     }
-    const int excl = incl - sum;
+    const C excl = incl - sum;
     const unsigned hit = __ballot_sync(0xffffffffu, incl >= need && excl < need);
     if (lane == __ffs(hit) - 1) {
-        int acc = excl, j = 0;
-        while (acc + hist[hi - j] < need) acc += hist[hi - j++];
-        *bin = hi - j;
-        *above = acc;
+        C acc = excl;
+        int j = 0;
+        while (acc + hist[first + step * j] < need) acc += hist[first + step * j++];
+        *bin = first + step * j;
+        *before = acc;
     }
+}
+
+/* The sampling set of a NUCLEUS row as the host's choose() builds it: inside the cut, inside
+ * the top-p nucleus (keys above tn, and the ties at tn up to id idn), then as likely as min-p
+ * asks ((float)(e / zn) >= thm; e times the reciprocal of zn, which rounds to the host's float
+ * but for one token in ~2^29). */
+typedef struct pk_set {
+    uint32_t klb; /* the cut's key */
+    float lmax;
+    bool nuc, mp;
+    uint32_t tn;
+    int idn;
+    double inv_zn;
+    float thm;
+} pk_set;
+
+__device__ __forceinline__ bool pk_in(const pk_set &S, float l, uint32_t k, int v) {
+    if (k < S.klb) return false;
+    if (S.nuc && !(k > S.tn || (k == S.tn && v <= S.idn))) return false;
+    if (S.mp && !((float)((double)expf(__fsub_rn(l, S.lmax)) * S.inv_zn) >= S.thm)) return false;
+    return true;
+}
+
+/* A token's probability over the normaliser 1 / invZ as the host computes it (a float; a
+ * double product for the host's quotient, see pk_set), in units of 2^-62: exact for
+ * p >= 2^-39, so integer sums in any order are the host's sorted-order double sums (to ~1e-16),
+ * and the same on every run. */
+__device__ __forceinline__ unsigned long long pk_q(float l, float lmax, double invZ) {
+    const float p = (float)((double)expf(__fsub_rn(l, lmax)) * invZ);
+    return __double2ull_rn((double)p * 0x1p62);
+}
+
+/* The first token of the set S, in the sorted order (l desc, then id), at which the running sum
+ * of pk_q over S (normaliser Z) reaches target: its key and id; false when all of S falls short.
+ * A radix select over the key's digits (11, 11, 10 bits) on the bins' mass, then over the ids of
+ * the ties at the key found (11 and 11 bits; vocabularies below 2^22) on their count. Every
+ * thread of the block calls it; hm / hc are the block's 2048-bin histograms. */
+__device__ bool pk_select_mass(const uint32_t *__restrict__ kr, int V, const pk_set &S, double Z,
+                               unsigned long long target, unsigned long long *hm, int *hc, int *hid, int *s_bin,
+                               unsigned long long *s_before, int *s_cbefore, uint32_t *key_out, int *id_out) {
+    const int tid = threadIdx.x;
+    const double invZ = 1.0 / Z;
+    const int shifts[3] = {21, 10, 0}, bitsn[3] = {11, 11, 10};
+    uint32_t prefix = 0, pmask = 0;
+    unsigned long long above = 0;
+    int ties = 0;
+    for (int d = 0; d < 3; d++) {
+        const int nb = 1 << bitsn[d];
+        __syncthreads();
+        for (int j = tid; j < nb; j += PK_THREADS) hm[j] = 0, hc[j] = 0, hid[j & 1023] = -1;
+        if (tid == 0) *s_bin = -1;
+        __syncthreads();
+        /* a thread's run of tokens in one bin is added once: a 64-bit shared atomic is a CAS
+         * loop, and most of a row's tail shares the first digit's few bins */
+        int cb = -1, cc = 0, cv = -1; /* cv: the run's last (largest) id, for the last digit's ties */
+        unsigned long long cq = 0;
+        for (int v = tid; v < V; v += PK_THREADS) {
+            const uint32_t k = kr[v];
+            if ((k & pmask) != prefix || k < S.klb) continue;
+            const float l = pk_unkey(k);
+            if (!pk_in(S, l, k, v)) continue;
+            const int b = (int)((k >> shifts[d]) & (uint32_t)(nb - 1));
+            if (b != cb) {
+                if (cb >= 0) {
+                    atomicAdd(&hm[cb], cq), atomicAdd(&hc[cb], cc);
+                    if (d == 2) atomicMax(&hid[cb], cv);
+                }
+                cb = b, cq = 0, cc = 0;
+            }
+            cq += pk_q(l, S.lmax, invZ);
+            cc++;
+            cv = v;
+        }
+        if (cb >= 0) {
+            atomicAdd(&hm[cb], cq), atomicAdd(&hc[cb], cc);
+            if (d == 2) atomicMax(&hid[cb], cv);
+        }
+        __syncthreads();
+        pk_find<unsigned long long>(hm, nb, target - above, true, s_bin, s_before);
+        __syncthreads();
+        const int b = *s_bin;
+        if (b < 0) return false; /* d = 0 only: the set's whole mass is short of the target */
+        above += *s_before;
+        ties = hc[b];
+        if (d == 2) *id_out = hid[b]; /* the largest id of the ties */
+        prefix |= (uint32_t)b << shifts[d];
+        pmask |= (uint32_t)(nb - 1) << shifts[d];
+    }
+    /* the ties at the key share one probability q: the j-th of them in id order crosses */
+    const unsigned long long q = pk_q(pk_unkey(prefix), S.lmax, invZ), need = target - above;
+    int j = q ? (int)((need + q - 1) / q) : 1;
+    j = j < 1 ? 1 : (j > ties ? ties : j);
+    *key_out = prefix;
+    if (j == ties) return true; /* the last of the ties (a lone token, mostly): its id is known */
+    int idb = 0;
+    for (int d = 0; d < 2; d++) { /* the j-th smallest id among them: digits id >> 11, id & 2047 */
+        __syncthreads();
+        for (int i = tid; i < 2048; i += PK_THREADS) hc[i] = 0;
+        if (tid == 0) *s_bin = -1;
+        __syncthreads();
+        for (int v = tid; v < V; v += PK_THREADS) {
+            const uint32_t k = kr[v];
+            if (k != prefix || (d == 1 && (v >> 11) != idb) || !pk_in(S, pk_unkey(k), k, v)) continue;
+            atomicAdd(&hc[d == 0 ? (v >> 11) & 2047 : v & 2047], 1);
+        }
+        __syncthreads();
+        pk_find<int>(hc, 2048, j, false, s_bin, s_cbefore);
+        __syncthreads();
+        if (*s_bin < 0) return false; /* cannot happen: the ties were counted above */
+        j -= *s_cbefore;
+        idb = d == 0 ? *s_bin : (idb << 11) | *s_bin;
+    }
+    *id_out = idb;
+    return true;
 }
 
 __global__ void __launch_bounds__(256) kernel_pick_edit(float *__restrict__ logits, int V, const cup_edit *__restrict__ e,
@@ -94,30 +212,39 @@ __global__ void __launch_bounds__(256) kernel_pick_edit(float *__restrict__ logi
 
 __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restrict__ logits, int V,
                                                           const cup_row *__restrict__ rows, cup_out *__restrict__ out,
-                                                          int *__restrict__ cid, float *__restrict__ cl) {
-    __shared__ float smf[PK_WARPS];
+                                                          int *__restrict__ cid, float *__restrict__ cl,
+                                                          uint32_t *__restrict__ keys) {
     __shared__ double smd[PK_WARPS];
     __shared__ int smi[PK_WARPS];
+    __shared__ unsigned long long smu[PK_WARPS];
     __shared__ int hist[2048];
-    __shared__ unsigned long long buf[PK_BUF];
-    __shared__ int s_bin, s_above, s_cnt, s_id;
+    __shared__ int hid[1024];
+    __shared__ unsigned long long buf[PK_BUF]; /* TOP's candidates, NUCLEUS's mass histogram */
+    __shared__ int s_bin, s_above, s_cnt, s_id, s_cbefore;
+    __shared__ unsigned long long s_before;
     const cup_row r = rows[blockIdx.x];
     const float *w = logits + (size_t)r.row * V;
     const float T = r.t;
     const int tid = threadIdx.x;
     cup_out o = {-1, 0, 0, -INFINITY, 0.0};
 
-    /* pass 1: lmax */
-    float m = -INFINITY;
+    /* pass 1: l = w / T once, kept as its order key (NaN as 0, below -inf's) for the passes
+     * after; lmax */
+    uint32_t *kr = keys + (size_t)blockIdx.x * V;
+    uint32_t km = 0;
     for (int v = tid; v < V; v += PK_THREADS) {
         const float l = pk_l(w, v, T);
-        m = l > m ? l : m;
+        const uint32_t k = l == l ? pk_key(l) : 0u;
+        kr[v] = k;
+        km = k > km ? k : km;
     }
-    const float lmax = pk_block_reduce<float>(m, smf, true, -INFINITY);
-    if (!(lmax > -INFINITY)) { /* every logit -inf or NaN */
+    km = pk_block_reduce<uint32_t>(km, (uint32_t *)smi, true, 0u);
+    if (km <= pk_key(-INFINITY)) { /* every logit -inf or NaN */
         if (tid == 0) out[blockIdx.x] = o;
         return;
     }
+    __syncthreads(); /* the keys are read by other threads from here */
+    const float lmax = pk_unkey(km);
     const float lb = __fsub_rn(lmax, ENG_PICK_CUT);
     const uint32_t klb = pk_key(lb);
 
@@ -128,19 +255,74 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
         __syncthreads();
     }
     double z = 0;
-    int nc = 0, last = -1;
+    int nc = 0, last = -1, cb = -1, cc = 0; /* cb, cc: a run of one bin, added once (as in pk_select_mass) */
     for (int v = tid; v < V; v += PK_THREADS) {
-        const float l = pk_l(w, v, T);
-        if (!(l >= lb)) continue;
+        const uint32_t k = kr[v];
+        if (k < klb) continue;
+        const float l = pk_unkey(k);
         z += (double)expf(__fsub_rn(l, lmax));
         nc++;
         last = v;
-        if (top) atomicAdd(&hist[pk_key(l) >> 21], 1);
+        if (!top) continue;
+        const int b = (int)(k >> 21);
+        if (b != cb) {
+            if (cb >= 0) atomicAdd(&hist[cb], cc);
+            cb = b, cc = 0;
+        }
+        cc++;
     }
+    if (cb >= 0) atomicAdd(&hist[cb], cc);
     z = pk_block_reduce<double>(z, smd, false, 0.0);
     nc = pk_block_reduce<int>(nc, smi, false, 0);
     last = pk_block_reduce<int>(last, smi, true, -1);
     o.n_cut = nc, o.lmax = lmax, o.z = z;
+
+    if (r.mode == ENG_PICK_NUCLEUS) {
+        /* top-p: the sorted prefix whose mass reaches top_p; then min-p over its softmax; then
+         * the draw at u in the same order, each a radix select on mass (choose() in sample.c) */
+        pk_set S = {klb, lmax, false, false, 0u, 0, 0.0, 0.0f};
+        uint32_t kt = 0;
+        int it = 0;
+        double zs = z;
+        if (r.top_p < 1.0f &&
+            pk_select_mass(kr, V, S, z, __double2ull_rn((double)r.top_p * 0x1p62), buf, hist, hid, &s_bin, &s_before,
+                           &s_cbefore, &kt, &it))
+            S.nuc = true, S.tn = kt, S.idn = it;
+        if (r.min_p > 0.0f) {
+            if (S.nuc) { /* min-p is relative to the nucleus's softmax */
+                double zn = 0;
+                for (int v = tid; v < V; v += PK_THREADS) {
+                    const uint32_t k = kr[v];
+                    if (k < klb) continue;
+                    const float l = pk_unkey(k);
+                    if (pk_in(S, l, k, v)) zn += (double)expf(__fsub_rn(l, lmax));
+                }
+                zs = pk_block_reduce<double>(zn, smd, false, 0.0);
+            }
+            S.mp = true, S.inv_zn = 1.0 / zs, S.thm = __fmul_rn(r.min_p, (float)(1.0 / zs));
+        }
+        /* the final normaliser, and the set's last token in the order (the draw's fallback) */
+        double zf = 0;
+        unsigned long long lastk = 0;
+        for (int v = tid; v < V; v += PK_THREADS) {
+            const uint32_t k = kr[v];
+            if (k < klb) continue;
+            const float l = pk_unkey(k);
+            if (!pk_in(S, l, k, v)) continue;
+            zf += (double)expf(__fsub_rn(l, lmax));
+            const unsigned long long c = ((unsigned long long)~k << 32) | (unsigned)v;
+            lastk = c > lastk ? c : lastk;
+        }
+        zf = pk_block_reduce<double>(zf, smd, false, 0.0);
+        lastk = pk_block_reduce<unsigned long long>(lastk, smu, true, 0ull);
+        const bool hit = pk_select_mass(kr, V, S, zf, __double2ull_rd(r.u * 0x1p62) + 1, buf, hist, hid, &s_bin,
+                                        &s_before, &s_cbefore, &kt, &it);
+        if (tid == 0) {
+            o.id = hit ? it : (int)(uint32_t)lastk;
+            out[blockIdx.x] = o;
+        }
+        return;
+    }
 
     if (r.mode == ENG_PICK_DRAW) {
         /* pass 3: each warp sums p = (float)(e / z) over its contiguous chunk, in order */
@@ -149,8 +331,8 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
         const int v0 = wid * ch, v1 = min(V, v0 + ch);
         double ws = 0;
         for (int v = v0 + lane; v < v1; v += 32) {
-            const float l = pk_l(w, v, T);
-            if (l >= lb) ws += (double)(float)((double)expf(__fsub_rn(l, lmax)) / z);
+            const uint32_t k = kr[v];
+            if (k >= klb) ws += (double)(float)((double)expf(__fsub_rn(pk_unkey(k), lmax)) / z);
         }
         for (int s = 16; s > 0; s >>= 1) ws += __shfl_xor_sync(0xffffffffu, ws, s);
         if (lane == 0) smd[wid] = ws;
@@ -180,9 +362,9 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
                 double p = 0;
                 bool ok = false;
                 if (v < v1) {
-                    const float l = pk_l(w, v, T);
-                    ok = l >= lb;
-                    if (ok) p = (double)(float)((double)expf(__fsub_rn(l, lmax)) / z);
+                    const uint32_t k = kr[v];
+                    ok = k >= klb;
+                    if (ok) p = (double)(float)((double)expf(__fsub_rn(pk_unkey(k), lmax)) / z);
                 }
                 double incl = p;
                 for (int s = 1; s < 32; s <<= 1) {
@@ -219,15 +401,21 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
                 __syncthreads();
                 for (int j = tid; j < nb; j += PK_THREADS) hist[j] = 0;
                 __syncthreads();
+                int rb = -1, rc = 0;
                 for (int v = tid; v < V; v += PK_THREADS) {
-                    const float l = pk_l(w, v, T);
-                    if (!(l >= lb)) continue;
-                    const uint32_t k = pk_key(l);
-                    if ((k & pmask) == prefix) atomicAdd(&hist[(k >> shifts[d]) & (nb - 1)], 1);
+                    const uint32_t k = kr[v];
+                    if (k < klb || (k & pmask) != prefix) continue;
+                    const int b = (int)((k >> shifts[d]) & (uint32_t)(nb - 1));
+                    if (b != rb) {
+                        if (rb >= 0) atomicAdd(&hist[rb], rc);
+                        rb = b, rc = 0;
+                    }
+                    rc++;
                 }
+                if (rb >= 0) atomicAdd(&hist[rb], rc);
             }
             __syncthreads();
-            pk_find_bin(hist, nb, rem, &s_bin, &s_above);
+            pk_find<int>(hist, nb, rem, true, &s_bin, &s_above);
             __syncthreads();
             rem -= s_above;
             ties = hist[s_bin];
@@ -245,10 +433,8 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
     __syncthreads();
     const uint32_t kmin = all ? klb : prefix;
     for (int v = tid; v < V; v += PK_THREADS) {
-        const float l = pk_l(w, v, T);
-        if (!(l >= lb)) continue;
-        const uint32_t k = pk_key(l);
-        if (k >= kmin) buf[atomicAdd(&s_cnt, 1)] = ((unsigned long long)k << 32) | (0xffffffffu - (uint32_t)v);
+        const uint32_t k = kr[v];
+        if (k >= klb && k >= kmin) buf[atomicAdd(&s_cnt, 1)] = ((unsigned long long)k << 32) | (0xffffffffu - (uint32_t)v);
     }
     __syncthreads();
     int P = 2;
@@ -288,6 +474,7 @@ int cup_alloc(char *err, cu_state *s) {
     CU_RET(err, cudaMalloc(&s->pk.d_out, R * sizeof(cup_out)));
     CU_RET(err, cudaMalloc(&s->pk.d_cid, R * ENG_PICK_MAX * sizeof(int)));
     CU_RET(err, cudaMalloc(&s->pk.d_cl, R * ENG_PICK_MAX * sizeof(float)));
+    CU_RET(err, cudaMalloc(&s->pk.d_key, R * s->V * sizeof(uint32_t)));
     CU_RET(err, cudaMallocHost(&s->pk.h_row, R * sizeof(cup_row)));
     CU_RET(err, cudaMallocHost(&s->pk.h_out, R * sizeof(cup_out)));
     CU_RET(err, cudaMallocHost(&s->pk.h_cid, R * ENG_PICK_MAX * sizeof(int)));
@@ -302,6 +489,7 @@ void cup_free(cu_state *s) {
     cudaFree(s->pk.d_out);
     cudaFree(s->pk.d_cid);
     cudaFree(s->pk.d_cl);
+    cudaFree(s->pk.d_key);
     cudaFree(s->pk.d_edit);
     cudaFreeHost(s->pk.h_row);
     cudaFreeHost(s->pk.h_out);
@@ -328,6 +516,11 @@ static int edit_room(char *err, cu_state *s, int n) {
 int cup_launch(char *err, cu_state *s, const eng_batch *b) {
     cu_pick *pk = &s->pk;
     int ne = 0, rc;
+    if (s->V > (1 << 22)) /* the NUCLEUS id select's two 11-bit digits */
+        for (int i = 0; i < b->n_seq; i++)
+            if (b->pick[i].mode == ENG_PICK_NUCLEUS)
+                return awq_seterr(err, AWQ_EINVAL, "cuda: top-p / min-p sampling over %d tokens (at most %d)", s->V,
+                                  1 << 22);
     for (int i = 0; i < b->n_seq; i++) ne += b->pick[i].mode == ENG_PICK_FULL ? 0 : b->pick[i].n_edit;
     if ((rc = edit_room(err, s, ne))) return rc;
     ne = 0;
@@ -343,11 +536,12 @@ int cup_launch(char *err, cu_state *s, const eng_batch *b) {
         if (p->mode == ENG_PICK_ARGMAX && p->n_edit == 0) continue;
         cup_row r;
         r.row = i;
-        r.mode = p->mode == ENG_PICK_DRAW ? ENG_PICK_DRAW : ENG_PICK_TOP;
+        r.mode = p->mode == ENG_PICK_ARGMAX ? ENG_PICK_TOP : p->mode;
         r.top = p->mode == ENG_PICK_ARGMAX ? 1 : p->mode == ENG_PICK_TOP ? p->top : 0;
         r.off = off;
         r.t = p->mode == ENG_PICK_ARGMAX ? 1.0f : p->temperature;
         r.u = p->u;
+        r.top_p = p->top_p, r.min_p = p->min_p;
         off += r.top;
         pk->slot_of[i] = pk->nrow;
         pk->h_row[pk->nrow++] = r;
@@ -361,7 +555,8 @@ int cup_launch(char *err, cu_state *s, const eng_batch *b) {
     if (pk->nrow > 0) {
         CU_RET(err, cudaMemcpyAsync(pk->d_row, pk->h_row, (size_t)pk->nrow * sizeof(cup_row), cudaMemcpyHostToDevice,
                                     s->st));
-        kernel_pick<<<pk->nrow, PK_THREADS, 0, s->st>>>(s->logits, s->V, pk->d_row, pk->d_out, pk->d_cid, pk->d_cl);
+        kernel_pick<<<pk->nrow, PK_THREADS, 0, s->st>>>(s->logits, s->V, pk->d_row, pk->d_out, pk->d_cid, pk->d_cl,
+                                                        pk->d_key);
         CU_LAUNCHED(err);
         CU_RET(err, cudaMemcpyAsync(pk->h_out, pk->d_out, (size_t)pk->nrow * sizeof(cup_out), cudaMemcpyDeviceToHost,
                                     s->st));
@@ -399,7 +594,7 @@ void cup_collect(cu_state *s, const eng_batch *b) {
         }
         const cup_out *o = &pk->h_out[k];
         po->n_cut = o->n_cut, po->lmax = o->lmax, po->z = o->z;
-        if (p->mode == ENG_PICK_DRAW) {
+        if (p->mode == ENG_PICK_DRAW || p->mode == ENG_PICK_NUCLEUS) {
             po->id = o->id;
         } else if (p->mode == ENG_PICK_ARGMAX) {
             po->id = o->n > 0 ? pk->h_cid[pk->h_row[k].off] : -1;

@@ -4,6 +4,8 @@
 #ifndef CU_PICK_CUH
 #define CU_PICK_CUH
 
+#include <stdint.h>
+
 extern "C" {
 #include "backend.h"
 }
@@ -16,11 +18,11 @@ typedef struct cup_edit {
     float rep, freq, pres;
 } cup_edit;
 
-/* one reduced row: mode ENG_PICK_TOP (an edited argmax is a top 1 at t = 1) or ENG_PICK_DRAW;
- * its candidates go to [off, off + top) of the candidate arrays */
+/* one reduced row: mode ENG_PICK_TOP (an edited argmax is a top 1 at t = 1), ENG_PICK_DRAW or
+ * ENG_PICK_NUCLEUS; TOP's candidates go to [off, off + top) of the candidate arrays */
 typedef struct cup_row {
     int row, mode, top, off;
-    float t;
+    float t, top_p, min_p;
     double u;
 } cup_row;
 
@@ -35,6 +37,7 @@ typedef struct cu_pick {
     cup_out *d_out, *h_out;   /* (max_seqs) */
     int *d_cid, *h_cid;       /* (max_seqs * ENG_PICK_MAX) candidates, packed by row */
     float *d_cl, *h_cl;
+    uint32_t *d_key;          /* (max_seqs, vocab) a reduced row's l = w / T as order keys */
     cup_edit *d_edit, *h_edit; /* (edit_cap), grown on demand */
     int edit_cap;
     int *slot_of;             /* (max_seqs) batch row -> reduced row, -1: none */

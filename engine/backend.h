@@ -43,6 +43,9 @@ typedef enum eng_pick_mode {
     ENG_PICK_ARGMAX,   /* the largest edited logit, lowest id on ties */
     ENG_PICK_TOP,      /* the `top` best of l = w / T (l desc, then id), with lmax, z and n_cut */
     ENG_PICK_DRAW,     /* inverse CDF of softmax(l) in vocabulary order at u */
+    ENG_PICK_NUCLEUS,  /* top-p, then min-p, over softmax(l); the inverse CDF in the sorted
+                        * order (l desc, then id) at u: the host sampler's choice without a
+                        * top-k, whatever the nucleus's size */
 } eng_pick_mode;
 
 /* One edited token of a row, ids distinct within the row: w = logit + delta; then when
@@ -58,7 +61,8 @@ typedef struct eng_pick {
     int mode;            /* eng_pick_mode */
     float temperature;   /* TOP, DRAW: > 0 (ARGMAX ignores it) */
     int top;             /* TOP: 1..ENG_PICK_MAX */
-    double u;            /* DRAW: uniform in [0, 1) */
+    double u;            /* DRAW, NUCLEUS: uniform in [0, 1) */
+    float top_p, min_p;  /* NUCLEUS: (0, 1] and [0, 1] */
     float rep, freq, pres;
     const eng_pick_edit *edit; /* (n_edit) borrowed, ids distinct (a repeated id's result is
                                 * unspecified); FULL rows carry none */
@@ -70,10 +74,11 @@ typedef struct eng_pick {
 #define ENG_PICK_CUT 40.0f
 
 typedef struct eng_pick_out {
-    int32_t id;    /* ARGMAX, DRAW: the token, -1 when every logit is -inf or NaN */
+    int32_t id;    /* ARGMAX, DRAW, NUCLEUS: the token, -1 when every logit is -inf or NaN */
     int n;         /* TOP: candidates written, min(top, n_cut); -1 when the backend could not reduce the
                     * row (the host then reads it with eng_backend_ops.row) */
-    int n_cut;     /* TOP, DRAW: tokens with l >= lmax - ENG_PICK_CUT (0: every logit -inf or NaN) */
+    int n_cut;     /* TOP, DRAW: tokens with l >= lmax - ENG_PICK_CUT (0: every logit -inf or NaN);
+                    * a NUCLEUS answer carries the id alone */
     float lmax;    /* TOP, DRAW: the largest l */
     double z;      /* TOP, DRAW: the sum of expf(l - lmax) over those tokens */
     int32_t *ids;  /* TOP: (top) the caller's arrays, best first */
@@ -125,17 +130,21 @@ static inline int eng_batch_check(char *err, const eng_batch *b, int max_seqs, i
     if (b->pick && !b->pick_out) return awq_seterr(err, AWQ_EINVAL, "batch with pick requests but no pick_out");
     for (int i = 0; b->pick && i < b->n_seq; i++) {
         const eng_pick *p = &b->pick[i];
-        if (p->mode < ENG_PICK_FULL || p->mode > ENG_PICK_DRAW)
+        if (p->mode < ENG_PICK_FULL || p->mode > ENG_PICK_NUCLEUS)
             return awq_seterr(err, AWQ_EINVAL, "batch entry %d: pick mode %d", i, p->mode);
         if (p->mode == ENG_PICK_FULL && (!b->logits || p->n_edit))
             return awq_seterr(err, AWQ_EINVAL, "batch entry %d: a FULL pick needs logits and carries no edits", i);
-        if ((p->mode == ENG_PICK_TOP || p->mode == ENG_PICK_DRAW) && !(p->temperature > 0 && p->temperature < INFINITY))
+        if ((p->mode == ENG_PICK_TOP || p->mode == ENG_PICK_DRAW || p->mode == ENG_PICK_NUCLEUS) &&
+            !(p->temperature > 0 && p->temperature < INFINITY))
             return awq_seterr(err, AWQ_EINVAL, "batch entry %d: pick temperature %g", i, (double)p->temperature);
         if (p->mode == ENG_PICK_TOP && (p->top < 1 || p->top > ENG_PICK_MAX || !b->pick_out[i].ids || !b->pick_out[i].l))
             return awq_seterr(err, AWQ_EINVAL, "batch entry %d: pick top %d (1..%d) with its output arrays", i, p->top,
                               ENG_PICK_MAX);
-        if (p->mode == ENG_PICK_DRAW && !(p->u >= 0 && p->u < 1))
+        if ((p->mode == ENG_PICK_DRAW || p->mode == ENG_PICK_NUCLEUS) && !(p->u >= 0 && p->u < 1))
             return awq_seterr(err, AWQ_EINVAL, "batch entry %d: pick draw at %g, outside [0, 1)", i, p->u);
+        if (p->mode == ENG_PICK_NUCLEUS && (!(p->top_p > 0 && p->top_p <= 1) || !(p->min_p >= 0 && p->min_p <= 1)))
+            return awq_seterr(err, AWQ_EINVAL, "batch entry %d: pick top_p %g, min_p %g", i, (double)p->top_p,
+                              (double)p->min_p);
         if (p->n_edit < 0 || (p->n_edit && !p->edit))
             return awq_seterr(err, AWQ_EINVAL, "batch entry %d: %d pick edits", i, p->n_edit);
         for (int e = 0; e < p->n_edit; e++)

@@ -13,10 +13,9 @@ int eng_samp_max_stop(void) { return ENG_SAMP_MAX_STOP; }
 /* A candidate's log-space value below the best by more than this has probability < e^-40
  * (4e-18) relative to it; dropping those before sorting changes no float-visible mass and
  * keeps the sort short. */
-#define CUT_LOGIT 40.0f
+#define CUT_LOGIT ENG_PICK_CUT /* 40: the backends' reductions cut at the same place */
 /* first prefix sorted in search of the top-p nucleus (grows 4x until the mass is reached) */
 #define NUCLEUS_FIRST 256
-_Static_assert(CUT_LOGIT == ENG_PICK_CUT, "the backends' cut is the sampler's");
 
 typedef struct cand {
     int32_t id;
@@ -392,20 +391,9 @@ static int nucleus_len(const eng_samp_params *p, const cand *c, int lim, int n_a
     return lim == n_all ? k : 0;
 }
 
-/* The min-p survivors (a prefix of sorted c[0..lim), as likely as min_p times the best, whose
- * probability is expf(0) / z): their count, or 0 when all lim pass and lim < n_all. */
-static int minp_len(const eng_samp_params *p, const cand *c, int lim, int n_all, float mx, double z) {
-    const float th = p->min_p * (float)(1.0 / z);
-    int k = 0;
-    while (k < lim && (float)(expf(c[k].l - mx) / z) >= th) k++;
-    return k == lim && lim < n_all ? 0 : k;
-}
-
 /* Sampling over edited logits w (vocab V) with temperature > 0: the candidates within the cut
- * of the best w[best], the filters, one draw. */
-static int32_t sample_w(eng_samp *s, eng_samp_scratch *sc, const float *w, int best) {
-    const eng_samp_params *p = &s->p;
-    const int V = s->vocab;
+ * of the best w[best], the filters of p, the draw at u. */
+static int32_t choose(const eng_samp_params *p, int V, eng_samp_scratch *sc, const float *w, int best, double u) {
     const float T = p->temperature, lb = w[best] / T - CUT_LOGIT;
     cand *c = sc->c;
     int n = 0;
@@ -474,7 +462,7 @@ static int32_t sample_w(eng_samp *s, eng_samp_scratch *sc, const float *w, int b
     /* neither: pure temperature (or typical-p, which ranks by its own key) draws over the
      * candidates in vocabulary order; no sort of the whole vocabulary (a backend draws the
      * same way, ENG_PICK_DRAW) */
-    return filter_draw(p, c, n, nucleus, minp, unif(s));
+    return filter_draw(p, c, n, nucleus, minp, u);
 }
 
 /* the largest edited logit (lowest id on ties), -1 when all are -inf or NaN */
@@ -507,7 +495,7 @@ int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, const float *l
     }
     const int best = best_of(w, V);
     if (best < 0) return banned(err);
-    out->id = p->temperature == 0.0f ? best : sample_w(s, sc, w, best);
+    out->id = p->temperature == 0.0f ? best : choose(p, V, sc, w, best, unif(s));
     /* a full pass of exp over the vocabulary: only when logprobs are asked for */
     if (p->logprobs > 0) fill_logprobs(logits, V, p->logprobs, out);
     else out->logprob = 0.0f, out->n_top = 0;
@@ -519,7 +507,7 @@ int eng_samp_sample_edited(char *err, eng_samp *s, eng_samp_scratch *sc, const f
         return awq_seterr(err, AWQ_EINVAL, "sampling scratch for %d tokens, the sampler has %d", sc->vocab, s->vocab);
     const int best = best_of(w, s->vocab);
     if (best < 0) return banned(err);
-    out->id = s->p.temperature == 0.0f ? best : sample_w(s, sc, w, best);
+    out->id = s->p.temperature == 0.0f ? best : choose(&s->p, s->vocab, sc, w, best, unif(s));
     out->logprob = 0.0f, out->n_top = 0;
     return 0;
 }
@@ -568,9 +556,13 @@ void eng_samp_plan(eng_samp *s, eng_samp_scratch *sc, const int32_t *hist, size_
     req->n_edit = n;
     if (p->temperature == 0.0f) {
         req->mode = ENG_PICK_ARGMAX;
-    } else if (p->top_k > 0 || p->top_p < 1.0f || p->min_p > 0.0f) {
+    } else if (p->top_k > 0) {
         req->mode = ENG_PICK_TOP;
-        req->top = p->top_k > 0 ? p->top_k : ENG_PICK_MAX;
+        req->top = p->top_k;
+    } else if (p->top_p < 1.0f || p->min_p > 0.0f) { /* typical-p is off here (else FULL) */
+        req->mode = ENG_PICK_NUCLEUS;
+        req->top_p = p->top_p, req->min_p = p->min_p;
+        req->u = unif(s);
     } else {
         req->mode = ENG_PICK_DRAW;
         req->u = unif(s);
@@ -594,12 +586,21 @@ int eng_samp_pick(char *err, eng_samp_scratch *sc, const float *row, int V, cons
         out->id = best;
         return 0;
     }
-    if (req->mode != ENG_PICK_TOP && req->mode != ENG_PICK_DRAW)
+    if (req->mode != ENG_PICK_TOP && req->mode != ENG_PICK_DRAW && req->mode != ENG_PICK_NUCLEUS)
         return awq_seterr(err, AWQ_EINVAL, "pick mode %d is not a reduction", req->mode);
     const float T = req->temperature;
     if (!(T > 0) || isinf(T) || (req->mode == ENG_PICK_TOP && (req->top < 1 || req->top > ENG_PICK_MAX)))
         return awq_seterr(err, AWQ_EINVAL, "pick: temperature %g, top %d", (double)T, req->top);
     if (best < 0) return 0;
+    if (req->mode == ENG_PICK_NUCLEUS) { /* the sampler's own top-p / min-p path at u */
+        if (!(req->top_p > 0 && req->top_p <= 1) || !(req->min_p >= 0 && req->min_p <= 1))
+            return awq_seterr(err, AWQ_EINVAL, "pick: top_p %g, min_p %g", (double)req->top_p, (double)req->min_p);
+        eng_samp_params p;
+        eng_samp_params_default(&p, NULL);
+        p.temperature = T, p.top_p = req->top_p, p.min_p = req->min_p;
+        out->id = choose(&p, V, sc, row, best, req->u);
+        return 0;
+    }
     const float lb = row[best] / T - CUT_LOGIT;
     cand *c = sc->c;
     int n = 0;
@@ -626,7 +627,7 @@ int eng_samp_finish(char *err, eng_samp *s, eng_samp_scratch *sc, const eng_pick
     const eng_samp_params *p = &s->p;
     *need_row = false;
     out->logprob = 0.0f, out->n_top = 0;
-    if (req->mode == ENG_PICK_ARGMAX || req->mode == ENG_PICK_DRAW) {
+    if (req->mode == ENG_PICK_ARGMAX || req->mode == ENG_PICK_DRAW || req->mode == ENG_PICK_NUCLEUS) {
         if (po->id < 0 || po->id >= s->vocab) return banned(err);
         out->id = po->id;
         return 0;
@@ -641,21 +642,11 @@ int eng_samp_finish(char *err, eng_samp *s, eng_samp_scratch *sc, const eng_pick
         *need_row = true;
         return 0;
     }
+    if (p->top_k == 0) return awq_seterr(err, AWQ_EINVAL, "a TOP answer for a sampler without top-k");
+    /* the top-k candidates, sorted: the rest is the host sampler's own path */
     cand *c = sc->c;
-    int n = po->n;
+    const int n = po->n;
     for (int i = 0; i < n; i++) c[i] = (cand){po->ids[i], po->l[i], 0, 0};
-    bool nucleus = false, minp = false;
-    if (p->top_k == 0 && p->top_p < 1.0f) {
-        n = nucleus_len(p, c, n, po->n_cut, po->lmax, po->z);
-        nucleus = true;
-    } else if (p->top_k == 0 && p->min_p > 0.0f) {
-        n = minp_len(p, c, n, po->n_cut, po->lmax, po->z);
-        minp = true;
-    }
-    if (n == 0) { /* more candidates than came back */
-        *need_row = true;
-        return 0;
-    }
-    out->id = filter_draw(p, c, n, nucleus, minp, unif(s));
+    out->id = filter_draw(p, c, n, false, false, unif(s));
     return 0;
 }

@@ -105,9 +105,8 @@ AWQ_NODISCARD int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, 
  *
  * Per token: eng_samp_plan says what the backend should reduce the row to, the backend runs it
  * (eng_samp_pick is the reference, run by the CPU backend), eng_samp_finish chooses from what came
- * back. FULL rows go to eng_samp_sample as before; a TOP row whose candidates cannot settle a wide
- * top-p nucleus or min-p set sets *need_row, and the host reads the edited row and calls
- * eng_samp_sample_edited. Every path draws one uniform per sampled token from the sampler's
+ * back. FULL rows go to eng_samp_sample as before; a TOP answer the backend could not reduce
+ * sets *need_row, and the host reads the edited row and calls eng_samp_sample_edited. Every path draws one uniform per sampled token from the sampler's
  * PRNG, so a seeded request gives the same ids on either backend (up to float rounding of the
  * softmax sums at a draw's boundary). */
 
@@ -115,10 +114,11 @@ AWQ_NODISCARD int eng_samp_sample(char *err, eng_samp *s, eng_samp_scratch *sc, 
  * max_hist tokens). Callers size the edits array of eng_samp_plan with it. */
 int eng_samp_edit_cap(const eng_samp *s, size_t max_hist) AWQ_NONNULL(1);
 
-/* Fills req (and edits, cap entries, which req then borrows) for the next token after hist.
- * FULL when the raw row is needed: logprobs, typical-p without top-k, top-k > ENG_PICK_MAX, or
- * more edits than cap. A DRAW plan takes the token's uniform draw now. sc as in
- * eng_samp_sample. */
+/* Fills req (and edits, cap entries, which req then borrows) for the next token after hist:
+ * ARGMAX when greedy, TOP for top-k (its candidates; top-p, min-p and typical-p then run on the
+ * host over them), NUCLEUS for top-p / min-p without top-k, DRAW for temperature alone; FULL
+ * when the raw row is needed: logprobs, typical-p without top-k, top-k > ENG_PICK_MAX, or more
+ * edits than cap. DRAW and NUCLEUS take the token's uniform draw now. sc as in eng_samp_sample. */
 void eng_samp_plan(eng_samp *s, eng_samp_scratch *sc, const int32_t *hist, size_t n_hist, eng_pick *req,
                    eng_pick_edit *edits, int cap) AWQ_NONNULL(1, 2, 5);
 
@@ -130,7 +130,8 @@ AWQ_NODISCARD int eng_samp_pick(char *err, eng_samp_scratch *sc, const float *ro
                                 eng_pick_out *out) AWQ_NONNULL(2, 3, 5, 6);
 
 /* Chooses the token from the backend's answer po to the plan req. *need_row: the answer could
- * not settle it (nothing drawn yet); read the edited row and call eng_samp_sample_edited.
+ * not settle it (a TOP answer the backend could not reduce, or one shorter than the top-k;
+ * nothing drawn yet): read the edited row and call eng_samp_sample_edited.
  * AWQ_EINVAL when every token is banned. */
 AWQ_NODISCARD int eng_samp_finish(char *err, eng_samp *s, eng_samp_scratch *sc, const eng_pick *req,
                                   const eng_pick_out *po, eng_samp_result *out, bool *need_row)

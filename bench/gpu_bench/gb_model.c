@@ -212,8 +212,10 @@ void gb_sampled(const char *dir) {
     static const int streams[] = {1, 64};
     printf("### Decode through the generator, sampling included (%s, context ~128)\n\n", dir);
     printf("| sampler | streams | sampled on the GPU | whole rows to the host | gain |\n| --- | --- | --- | --- | --- |\n");
+    const char *only = getenv("AWQ_GB_SAMPLED_ONLY"); /* one sampler's row (index), for ncu */
     for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
         for (size_t k = 0; k < 2; k++) {
+            if (only && (atoi(only) != (int)c || k)) continue;
             eng_samp_params p;
             eng_samp_params_default(&p, NULL);
             p.temperature = cfg[c].t, p.top_p = cfg[c].top_p, p.top_k = cfg[c].top_k;

@@ -1369,10 +1369,18 @@ static void test_pick(void) {
                 r[V / 5] = 30.0f;
                 p->mode = ENG_PICK_DRAW, p->u = 0.5;
                 break;
-            default: /* draws at many u over one row's distribution */
-                if (i > NR) memcpy(r, l + (size_t)NR * V, sizeof *r * (size_t)V);
-                p->mode = ENG_PICK_DRAW, p->temperature = 1.0f, p->u = (double)(i - NR) / ND + 0.003;
+            default: { /* draws at many u: plain, and top-p / min-p nuclei over a random, a tie-grid and a flat row */
+                const int k = i - NR;
+                const float *src = l + (size_t)(k % 4 == 2 ? 5 : k % 4 == 3 ? 6 : NR) * V;
+                if (i > NR) memcpy(r, src, sizeof *r * (size_t)V);
+                p->mode = ENG_PICK_DRAW, p->temperature = 1.0f, p->u = (double)k / ND + 0.003;
+                if (k % 4 == 1) p->mode = ENG_PICK_NUCLEUS, p->top_p = 0.9f, p->min_p = 0;
+                if (k % 4 == 2) p->mode = ENG_PICK_NUCLEUS, p->top_p = 0.5f, p->min_p = 0.05f, p->temperature = 0.5f;
+                if (k % 8 == 3) p->mode = ENG_PICK_NUCLEUS, p->top_p = 1.0f, p->min_p = 0.2f;
+                if (k % 8 == 7) p->mode = ENG_PICK_NUCLEUS, p->top_p = 0.37f, p->min_p = 0;
+                if (k == 5) p->top_p = 0.999f, p->min_p = 0.5f; /* a random row: few survive min-p */
                 break;
+            }
             }
             go[i] = (eng_pick_out){.ids = gid[i], .l = gl[i]};
             ro[i] = (eng_pick_out){.ids = rid[i], .l = rl[i]};
@@ -1380,8 +1388,8 @@ static void test_pick(void) {
         memcpy(ref, l, sizeof *l * (size_t)n * V);
         int rc = cu_pick_probe(err, 0, l, n, V, pk, go);
         char what[160];
-        snprintf(what, sizeof what, "pick over %d tokens: edits bitwise, argmax / top-k / draws as eng_samp_pick "
-                                    "(ties, NaN, -inf, a banned row, a flat row, 64 draws on one row)", V);
+        snprintf(what, sizeof what, "pick over %d tokens: edits bitwise, argmax / top-k / draws / top-p and min-p "
+                                    "nuclei as eng_samp_pick (ties, NaN, -inf, a banned row, flat rows)", V);
         CASE("cuda-13.1", what);
         CHECK_EQ(rc, 0);
         if (rc) fprintf(stderr, "   %s\n", err);
@@ -1395,6 +1403,8 @@ static void test_pick(void) {
             const eng_pick_out *g = &go[i], *o = &ro[i];
             int ok = 1;
             if (pk[i].mode == ENG_PICK_ARGMAX) {
+                ok = g->id == o->id;
+            } else if (pk[i].mode == ENG_PICK_NUCLEUS) { /* answers the id alone */
                 ok = g->id == o->id;
             } else if (pk[i].mode == ENG_PICK_DRAW) {
                 ok = g->id == o->id && g->n_cut == o->n_cut && g->lmax == o->lmax;

@@ -244,8 +244,8 @@ static void test_pick(void) {
         static const struct {
             float t, tp, mp, typ;
             int k, lp, mode, top;
-        } cs[] = {{0.7f, 1, 0, 1, 0, 0, ENG_PICK_DRAW, 0},   {0.7f, 0.9f, 0, 1, 0, 0, ENG_PICK_TOP, ENG_PICK_MAX},
-                  {0.7f, 1, 0.1f, 1, 0, 0, ENG_PICK_TOP, ENG_PICK_MAX}, {0.7f, 1, 0, 1, 40, 0, ENG_PICK_TOP, 40},
+        } cs[] = {{0.7f, 1, 0, 1, 0, 0, ENG_PICK_DRAW, 0},   {0.7f, 0.9f, 0, 1, 0, 0, ENG_PICK_NUCLEUS, 0},
+                  {0.7f, 1, 0.1f, 1, 0, 0, ENG_PICK_NUCLEUS, 0}, {0.7f, 1, 0, 1, 40, 0, ENG_PICK_TOP, 40},
                   {0.7f, 1, 0, 0.8f, 0, 0, ENG_PICK_FULL, 0}, {0.7f, 1, 0, 0.8f, 40, 0, ENG_PICK_TOP, 40},
                   {0.7f, 1, 0, 1, 1025, 0, ENG_PICK_FULL, 0}, {0, 1, 0, 1, 0, 2, ENG_PICK_FULL, 0}};
         for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
@@ -257,12 +257,14 @@ static void test_pick(void) {
             if (req.mode != cs[i].mode || req.top != cs[i].top) fprintf(stderr, "   plan case %zu\n", i);
             CHECK_EQ(req.mode, cs[i].mode);
             CHECK_EQ(req.top, cs[i].top);
-            if (req.mode == ENG_PICK_DRAW) CHECK(req.u >= 0 && req.u < 1);
+            if (req.mode == ENG_PICK_DRAW || req.mode == ENG_PICK_NUCLEUS) CHECK(req.u >= 0 && req.u < 1);
+            if (req.mode == ENG_PICK_NUCLEUS) CHECK(req.top_p == cs[i].tp && req.min_p == cs[i].mp);
             eng_samp_free(s);
         }
     }
     CASE("samp-9.2", "6000 tokens, 16 sampler settings x 12 seeds x 20 tokens with the history growing: plan + "
-                     "reduction + finish choose the ids of the whole-row sampler, through the need-row path too");
+                     "reduction + finish choose the ids of the whole-row sampler (top-p / min-p nuclei of thousands of tokens "
+                     "too), through the need-row path as well");
     {
         eng_samp_bias b[4] = {{11, 3.0f}, {12, -INFINITY}, {13, -2.0f}, {11, 0.5f}};
         int diff = 0, rows = 0, total = 0;
@@ -311,7 +313,7 @@ static void test_pick(void) {
         }
         if (diff) fprintf(stderr, "   %d of %d ids differ\n", diff, total);
         CHECK_EQ(diff, 0);
-        CHECK(rows > 0); /* the small answers (64 candidates) sent some wide nuclei back for the row */
+        CHECK(rows > 0); /* the short answers (64 of a top-k of 300) went back for the row */
     }
     CASE("samp-9.3", "the reduction: TOP on a tie-heavy grid is the full sort's first k with lmax, z and the cut; a "
                      "banned row answers nothing and finishes with the banned error");
