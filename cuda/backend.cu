@@ -515,5 +515,5 @@ static int cu_row(char *err, void *state, int i, float *out) {
 }
 
 extern "C" const eng_backend_ops eng_cuda_backend = {
-    "cuda", cu_create, cu_slot_alloc, cu_slot_free, cu_forward, cu_row, cu_memory, cu_destroy,
+    "cuda", cu_create, cu_slot_alloc, cu_slot_free, cu_forward, cu_row, cu_memory, cu_destroy, true,
 };

@@ -196,6 +196,122 @@ __device__ bool pk_select_mass(const uint32_t *__restrict__ kr, int V, const pk_
     return true;
 }
 
+/* shared memory a NUCLEUS row's selects work in (kernel_pick's) */
+typedef struct pk_smem {
+    unsigned long long *buf; /* (PK_BUF) TOP's candidates, then the mass histogram */
+    int *hist, *hid;         /* (2048), (1024) */
+    double *smd;             /* (PK_WARPS) */
+    unsigned long long *smu; /* (PK_WARPS) */
+    int *s_bin, *s_cbefore, *s_first;
+    unsigned long long *s_before;
+} pk_smem;
+
+/* NUCLEUS over the whole row (the nucleus wider than the candidates): top-p, the sorted prefix
+ * whose mass reaches top_p; then min-p over its softmax; then the draw at u in the same order,
+ * each a radix select on mass (choose() in sample.c). The token, in every thread. */
+__device__ int pk_nucleus_rows(const uint32_t *__restrict__ kr, int V, uint32_t klb, float lmax, double z,
+                               const cup_row &r, const pk_smem &m) {
+    const int tid = threadIdx.x;
+    pk_set S = {klb, lmax, false, false, 0u, 0, 0.0, 0.0f};
+    uint32_t kt = 0;
+    int it = 0;
+    double zs = z;
+    if (r.top_p < 1.0f && pk_select_mass(kr, V, S, z, __double2ull_rn((double)r.top_p * 0x1p62), m.buf, m.hist, m.hid,
+                                         m.s_bin, m.s_before, m.s_cbefore, &kt, &it))
+        S.nuc = true, S.tn = kt, S.idn = it;
+    if (r.min_p > 0.0f) {
+        if (S.nuc) { /* min-p is relative to the nucleus's softmax */
+            double zn = 0;
+            for (int v = tid; v < V; v += PK_THREADS) {
+                const uint32_t k = kr[v];
+                if (k < klb) continue;
+                const float l = pk_unkey(k);
+                if (pk_in(S, l, k, v)) zn += (double)expf(__fsub_rn(l, lmax));
+            }
+            zs = pk_block_reduce<double>(zn, m.smd, false, 0.0);
+        }
+        S.mp = true, S.inv_zn = 1.0 / zs, S.thm = __fmul_rn(r.min_p, (float)(1.0 / zs));
+    }
+    /* the final normaliser, and the set's last token in the order (the draw's fallback) */
+    double zf = 0;
+    unsigned long long lastk = 0;
+    for (int v = tid; v < V; v += PK_THREADS) {
+        const uint32_t k = kr[v];
+        if (k < klb) continue;
+        const float l = pk_unkey(k);
+        if (!pk_in(S, l, k, v)) continue;
+        zf += (double)expf(__fsub_rn(l, lmax));
+        const unsigned long long c = ((unsigned long long)~k << 32) | (unsigned)v;
+        lastk = c > lastk ? c : lastk;
+    }
+    zf = pk_block_reduce<double>(zf, m.smd, false, 0.0);
+    lastk = pk_block_reduce<unsigned long long>(lastk, m.smu, true, 0ull);
+    const bool hit = pk_select_mass(kr, V, S, zf, __double2ull_rd(r.u * 0x1p62) + 1, m.buf, m.hist, m.hid, m.s_bin,
+                                    m.s_before, m.s_cbefore, &kt, &it);
+    return hit ? it : (int)(uint32_t)lastk;
+}
+
+/* an inclusive prefix sum over the block (thread order), every thread its own */
+__device__ double pk_block_scan(double x, double *sm) {
+    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
+    for (int o = 1; o < 32; o <<= 1) {
+        const double y = __shfl_up_sync(0xffffffffu, x, o);
+        if (lane >= o) x += y;
+    }
+    __syncthreads(); /* sm may still be read from a previous use */
+    if (lane == 31) sm[wid] = x;
+    __syncthreads();
+    double before = 0;
+    for (int w = 0; w < wid; w++) before += sm[w];
+    return x + before;
+}
+
+/* The first of the sorted candidates c[0..n) (n of the row's nc in the cut) whose flag is set,
+ * n when none: a block-wide minimum. */
+__device__ int pk_first(bool flag, int n, int *s_first) {
+    __syncthreads();
+    if (threadIdx.x == 0) *s_first = n;
+    __syncthreads();
+    if (flag) atomicMin(s_first, (int)threadIdx.x);
+    __syncthreads();
+    return *s_first;
+}
+
+/* NUCLEUS over the sorted candidates buf[0..n) (one per thread; n of the nc tokens in the cut)
+ * when they hold the nucleus and the min-p set: filter_draw() of sample.c step for step. false
+ * (nothing decided) when the set may reach past them. */
+__device__ bool pk_nucleus_cands(int n, int nc, float lmax, double z, const cup_row &r, const pk_smem &m, int *id) {
+    const int i = threadIdx.x;
+    const bool valid = i < n;
+    const unsigned long long c = valid ? m.buf[i] : 0ull;
+    const int cid = valid ? (int)(0xffffffffu - (uint32_t)c) : -1;
+    const float e = valid ? expf(__fsub_rn(pk_unkey((uint32_t)(c >> 32)), lmax)) : 0.0f;
+    int kf = n;     /* the survivors: a prefix */
+    double zs = z;  /* their softmax's denominator, as the host sums it */
+    if (r.top_p < 1.0f) {
+        const double cum = pk_block_scan(valid ? (double)(float)((double)e / z) : 0.0, m.smd);
+        const int f = pk_first(valid && cum >= r.top_p, n, m.s_first);
+        if (f == n && n < nc) return false;
+        kf = f == n ? n : f + 1;
+        zs = pk_block_reduce<double>(i < kf ? (double)e : 0.0, m.smd, false, 0.0);
+    }
+    if (r.min_p > 0.0f) {
+        const float th = __fmul_rn(r.min_p, (float)(1.0 / zs));
+        const int f = pk_first(i < kf && !((float)((double)e / zs) >= th), kf, m.s_first);
+        if (f == kf && kf == n && n < nc) return false; /* every candidate passes: more may */
+        kf = f;
+        zs = pk_block_reduce<double>(i < kf ? (double)e : 0.0, m.smd, false, 0.0);
+    }
+    /* the draw: the first whose running sum of (float)(e / zs) passes u, else the last */
+    const double cum = pk_block_scan(i < kf ? (double)(float)((double)e / zs) : 0.0, m.smd);
+    const int f = pk_first(i < kf && r.u < cum, kf, m.s_first);
+    __syncthreads();
+    if (i == (f < kf ? f : kf - 1)) *m.s_first = cid;
+    __syncthreads();
+    *id = *m.s_first;
+    return true;
+}
+
 __global__ void __launch_bounds__(256) kernel_pick_edit(float *__restrict__ logits, int V, const cup_edit *__restrict__ e,
                                                         int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -220,8 +336,9 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
     __shared__ int hist[2048];
     __shared__ int hid[1024];
     __shared__ unsigned long long buf[PK_BUF]; /* TOP's candidates, NUCLEUS's mass histogram */
-    __shared__ int s_bin, s_above, s_cnt, s_id, s_cbefore;
+    __shared__ int s_bin, s_above, s_cnt, s_id, s_cbefore, s_first;
     __shared__ unsigned long long s_before;
+    const pk_smem m = {buf, hist, hid, smd, smu, &s_bin, &s_cbefore, &s_first, &s_before};
     const cup_row r = rows[blockIdx.x];
     const float *w = logits + (size_t)r.row * V;
     const float T = r.t;
@@ -249,7 +366,7 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
     const uint32_t klb = pk_key(lb);
 
     /* pass 2: z, the cut, the last id inside it (DRAW), the first radix digit (TOP) */
-    const bool top = r.mode == ENG_PICK_TOP;
+    const bool top = r.mode == ENG_PICK_TOP || r.mode == ENG_PICK_NUCLEUS;
     if (top) {
         for (int j = tid; j < 2048; j += PK_THREADS) hist[j] = 0;
         __syncthreads();
@@ -276,53 +393,6 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
     nc = pk_block_reduce<int>(nc, smi, false, 0);
     last = pk_block_reduce<int>(last, smi, true, -1);
     o.n_cut = nc, o.lmax = lmax, o.z = z;
-
-    if (r.mode == ENG_PICK_NUCLEUS) {
-        /* top-p: the sorted prefix whose mass reaches top_p; then min-p over its softmax; then
-         * the draw at u in the same order, each a radix select on mass (choose() in sample.c) */
-        pk_set S = {klb, lmax, false, false, 0u, 0, 0.0, 0.0f};
-        uint32_t kt = 0;
-        int it = 0;
-        double zs = z;
-        if (r.top_p < 1.0f &&
-            pk_select_mass(kr, V, S, z, __double2ull_rn((double)r.top_p * 0x1p62), buf, hist, hid, &s_bin, &s_before,
-                           &s_cbefore, &kt, &it))
-            S.nuc = true, S.tn = kt, S.idn = it;
-        if (r.min_p > 0.0f) {
-            if (S.nuc) { /* min-p is relative to the nucleus's softmax */
-                double zn = 0;
-                for (int v = tid; v < V; v += PK_THREADS) {
-                    const uint32_t k = kr[v];
-                    if (k < klb) continue;
-                    const float l = pk_unkey(k);
-                    if (pk_in(S, l, k, v)) zn += (double)expf(__fsub_rn(l, lmax));
-                }
-                zs = pk_block_reduce<double>(zn, smd, false, 0.0);
-            }
-            S.mp = true, S.inv_zn = 1.0 / zs, S.thm = __fmul_rn(r.min_p, (float)(1.0 / zs));
-        }
-        /* the final normaliser, and the set's last token in the order (the draw's fallback) */
-        double zf = 0;
-        unsigned long long lastk = 0;
-        for (int v = tid; v < V; v += PK_THREADS) {
-            const uint32_t k = kr[v];
-            if (k < klb) continue;
-            const float l = pk_unkey(k);
-            if (!pk_in(S, l, k, v)) continue;
-            zf += (double)expf(__fsub_rn(l, lmax));
-            const unsigned long long c = ((unsigned long long)~k << 32) | (unsigned)v;
-            lastk = c > lastk ? c : lastk;
-        }
-        zf = pk_block_reduce<double>(zf, smd, false, 0.0);
-        lastk = pk_block_reduce<unsigned long long>(lastk, smu, true, 0ull);
-        const bool hit = pk_select_mass(kr, V, S, zf, __double2ull_rd(r.u * 0x1p62) + 1, buf, hist, hid, &s_bin,
-                                        &s_before, &s_cbefore, &kt, &it);
-        if (tid == 0) {
-            o.id = hit ? it : (int)(uint32_t)lastk;
-            out[blockIdx.x] = o;
-        }
-        return;
-    }
 
     if (r.mode == ENG_PICK_DRAW) {
         /* pass 3: each warp sums p = (float)(e / z) over its contiguous chunk, in order */
@@ -388,11 +458,15 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
     }
 
     /* TOP: the need-th largest key by radix select (digits of 11, 11 and 10 bits), then every
-     * key above it and the ties at it, sorted (key desc, id asc), the first need kept */
-    const int need = min(r.top, nc);
+     * key above it and the ties at it, sorted (key desc, id asc), the first need kept. NUCLEUS
+     * takes the first PK_THREADS the same way and decides from them when the nucleus and the
+     * min-p set lie inside (real models' nuclei, mostly), else from the whole row. */
+    const bool nucleus = r.mode == ENG_PICK_NUCLEUS;
+    const int want = nucleus ? PK_THREADS : r.top;
+    const int need = min(want, nc);
     uint32_t prefix = 0, pmask = 0;
     int rem = need, ties = nc;
-    bool all = nc <= r.top;
+    bool all = nc <= want;
     if (!all) {
         const int shifts[3] = {21, 10, 0}, bitsn[3] = {11, 11, 10};
         for (int d = 0; d < 3; d++) {
@@ -425,8 +499,12 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
     }
     /* gather: keys above the threshold (prefix) and its ties; all of the cut when it fits */
     const int total = all ? nc : need - rem + ties;
-    if (total > PK_BUF) { /* ties beyond the buffer: the host reads the row */
-        if (tid == 0) o.n = -1, out[blockIdx.x] = o;
+    if (total > PK_BUF) { /* ties beyond the buffer: the host reads the row (NUCLEUS: the whole-row selects) */
+        if (nucleus) o.id = pk_nucleus_rows(kr, V, klb, lmax, z, r, m);
+        if (tid == 0) {
+            if (!nucleus) o.n = -1;
+            out[blockIdx.x] = o;
+        }
         return;
     }
     if (tid == 0) s_cnt = 0;
@@ -454,6 +532,12 @@ __global__ void __launch_bounds__(PK_THREADS) kernel_pick(const float *__restric
             }
             __syncthreads();
         }
+    if (nucleus) {
+        int id = -1;
+        if (!pk_nucleus_cands(need, nc, lmax, z, r, m, &id)) id = pk_nucleus_rows(kr, V, klb, lmax, z, r, m);
+        if (tid == 0) o.id = id, out[blockIdx.x] = o;
+        return;
+    }
     for (int i = tid; i < need; i += PK_THREADS) {
         const unsigned long long e = buf[i];
         cid[r.off + i] = (int)(0xffffffffu - (uint32_t)e);

@@ -171,6 +171,10 @@ typedef struct eng_backend_ops {
     /* Bytes held: weights (beyond the mapping) and KV cache. */
     void (*memory)(void *state, size_t *weights, size_t *kv);
     void (*destroy)(void *state);
+    /* The generator reduces sampled rows here by default (CUDA: the row would cross PCIe and
+     * wait for the host; the CPU backend's rows are already in host memory, where the
+     * generator's own sampler, parallel over sequences, is the faster of the two). */
+    bool picks;
 } eng_backend_ops;
 
 extern const eng_backend_ops eng_cpu_backend;

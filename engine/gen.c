@@ -24,7 +24,8 @@ struct eng_gen {
     eng_gen_seq **batch;           /* (max_seqs) */
     eng_samp_scratch *samp_sc;     /* the sequential sampling's working memory */
     /* picking (backend.h): the step's requests and answers, in batch order; off when the
-     * backend cannot read a row back or eng_gen_keep_logits asked for whole rows */
+     * backend does not by default (eng_backend_ops.picks) or cannot read a row back, or
+     * eng_gen_keep_logits asked for whole rows */
     bool picking;
     eng_pick *pick;                /* (max_seqs) */
     eng_pick_out *pick_out;        /* (max_seqs) */
@@ -108,7 +109,7 @@ eng_gen *eng_gen_create(char *err, const eng_model *m, const eng_tok *tok, const
     g->tokens = calloc((size_t)g->max_seqs * ENG_GEN_CHUNK, sizeof *g->tokens);
     g->logits = malloc((size_t)g->max_seqs * (size_t)g->vocab * sizeof *g->logits);
     g->batch = calloc((size_t)g->max_seqs, sizeof *g->batch);
-    g->picking = be->row != NULL;
+    g->picking = be->picks && be->row != NULL;
     g->pick = calloc((size_t)g->max_seqs, sizeof *g->pick);
     g->pick_out = calloc((size_t)g->max_seqs, sizeof *g->pick_out);
     g->samp_sc = eng_samp_scratch_create(err, g->vocab);

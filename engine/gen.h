@@ -102,9 +102,11 @@ const eng_gen_event *eng_gen_seq_event(const eng_gen_seq *s);
  * Borrowed from the generator: valid until its next eng_gen_step. */
 const float *eng_gen_seq_logits(const eng_gen_seq *s);
 
-/* By default a step's sampling is reduced on the backend (backend.h, "picking": on the GPU
- * only a token or a few candidates cross to the host) and eng_gen_seq_logits is NULL for rows
- * reduced that way. keep = true: every sampled row comes back whole (tests, logit dumps). */
+/* On a backend that picks (eng_backend_ops.picks: CUDA) a step's sampling is reduced there by
+ * default (backend.h, "picking": only a token or a few candidates cross to the host) and
+ * eng_gen_seq_logits is NULL for rows reduced that way. keep = true: every sampled row comes back
+ * whole (tests, logit dumps); keep = false: reduced on the backend, on the CPU backend too
+ * (tests of the picking path without a GPU). */
 void eng_gen_keep_logits(eng_gen *g, bool keep);
 
 #endif

@@ -1371,10 +1371,15 @@ static void test_pick(void) {
                 break;
             default: { /* draws at many u: plain, and top-p / min-p nuclei over a random, a tie-grid and a flat row */
                 const int k = i - NR;
-                const float *src = l + (size_t)(k % 4 == 2 ? 5 : k % 4 == 3 ? 6 : NR) * V;
-                if (i > NR) memcpy(r, src, sizeof *r * (size_t)V);
+                const float *src = l + (size_t)(k % 4 == 2 ? 5 : k % 4 == 3 ? 6 : k % 8 == 1 ? NR + 1 : NR) * V;
+                if (i > NR && k != 1) memcpy(r, src, sizeof *r * (size_t)V);
+                if (k == 1) /* a peaked row: ~V / 997 tokens far above a random tail (the nucleus within the
+                             * GPU's candidates, as with real models) */
+                    for (int v = 0; v < V; v++) r[v] = rndf(-6.0f, 6.0f) + (v % 997 == 3 ? 14.0f : 0.0f);
                 p->mode = ENG_PICK_DRAW, p->temperature = 1.0f, p->u = (double)k / ND + 0.003;
                 if (k % 4 == 1) p->mode = ENG_PICK_NUCLEUS, p->top_p = 0.9f, p->min_p = 0;
+                if (k % 16 == 9) p->min_p = 0.02f; /* peaked rows: min-p inside the nucleus */
+                if (k % 16 == 13) p->top_p = 1.0f, p->min_p = 0.001f; /* min-p alone */
                 if (k % 4 == 2) p->mode = ENG_PICK_NUCLEUS, p->top_p = 0.5f, p->min_p = 0.05f, p->temperature = 0.5f;
                 if (k % 8 == 3) p->mode = ENG_PICK_NUCLEUS, p->top_p = 1.0f, p->min_p = 0.2f;
                 if (k % 8 == 7) p->mode = ENG_PICK_NUCLEUS, p->top_p = 0.37f, p->min_p = 0;
