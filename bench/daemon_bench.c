@@ -4,8 +4,8 @@
  * checkpoint and thread count; then aggregate tok/s with 1, 8 and 64 concurrent streams, and
  * the memory each stream costs (KV slot bytes and daemon RSS growth).
  *
- *   daemon_bench --tokenizer PATH [--bin DIR] [--preset demo|tiny] [--gen N] [--threads N]
- *                [--reps N] [--temperature T]
+ *   daemon_bench --tokenizer PATH [--bin DIR] [--preset demo|tiny|shisa7b] [--gen N] [--threads N]
+ *                [--reps N] [--temperature T] [--device cpu|cuda]
  * --bin defaults to the directory of this program (build/bin). Greedy (or, with --temperature
  * T > 0, sampling with the daemon's default top-k 40, top-p 0.95, min-p 0.05), ignore_eos, a
  * fixed prompt; each single-stream figure is the median of --reps runs (default 5).
@@ -29,6 +29,7 @@
 static char dir[128], bin[1024], sock[300];
 static int n_gen = 64, threads = 1, reps = 5;
 static float temperature = 0.0f;
+static const char *device = "cpu"; /* --device: the engine backend, in-process and in awqd */
 static const char *prompt = "Write a short poem about the sea and the wind.";
 
 static double now_s(void) { return (double)plat_now_ns() / 1e9; }
@@ -53,7 +54,7 @@ static double median(double *v, int n) {
 static void direct(const char *mdir, double *ttft, double *tps) {
     char err[AWQ_ERR_LEN];
     eng_llm *l = NULL;
-    eng_llm_opts lo = {.device = "cpu", .threads = threads, .max_seqs = 1};
+    eng_llm_opts lo = {.device = device, .threads = threads, .max_seqs = 1};
     if (eng_llm_open(err, mdir, &lo, &l)) die(err);
     eng_msg m = {"user", prompt};
     int32_t *ids = NULL;
@@ -213,6 +214,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v);
         else if (!strcmp(a, "--temperature")) temperature = (float)atof(v);
+        else if (!strcmp(a, "--device")) device = v; /* the engine's device setting, in-process and in awqd */
         else die("unknown option");
     }
     if (!tok) die("--tokenizer PATH is required");
@@ -232,8 +234,8 @@ int main(int argc, char **argv) {
     snprintf(logp, sizeof logp, "%s/awqd.log", dir);
     FILE *f = fopen(ini, "w");
     if (!f) die("cannot write the settings file");
-    fprintf(f, "[server]\nsocket = %s\n[model]\npath = %s\nthreads = %d\nmax_sequences = 64\ndevice = cpu\n[log]\nlevel = warn\n",
-            sock, mdir, threads);
+    fprintf(f, "[server]\nsocket = %s\n[model]\npath = %s\nthreads = %d\nmax_sequences = 64\ndevice = %s\n[log]\nlevel = warn\n",
+            sock, mdir, threads, device);
     fclose(f);
     char exe[1100];
     snprintf(exe, sizeof exe, "%s/awqd", bin);
@@ -266,7 +268,8 @@ int main(int argc, char **argv) {
     double a_ttft = median(t1, reps), a_tps = median(t2, reps);
     long long kv_bytes = status_int(c, "memory_kv_bytes"), slots = status_int(c, "kv_slots_total");
 
-    printf("daemon_bench: preset %s, %d generated tokens, %d thread(s), median of %d\n", preset, n_gen, threads, reps);
+    printf("daemon_bench: preset %s, device %s, %d generated tokens, %d thread(s), median of %d\n", preset, device, n_gen,
+           threads, reps);
     printf("| path | time to first token | decode tok/s |\n| --- | --- | --- |\n");
     printf("| engine in-process (awq-run's loop) | %.2f ms | %.1f |\n", d_ttft * 1e3, d_tps);
     printf("| through awqd, first request (cold) | %.2f ms | - |\n", cold_ttft * 1e3);

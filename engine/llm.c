@@ -31,7 +31,12 @@ int eng_llm_open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
     if (want_cuda || autod) {
         char e2[AWQ_ERR_LEN] = "";
         l->gen = eng_gen_create(e2, l->model, l->tok, &eng_cuda_backend, &bo);
-        if (l->gen) return 0;
+        if (l->gen) {
+            /* the weights live on the GPU now: the upload's pages of the mapping (5.6 GB of
+             * resident memory for shisa-7B) go back to the file cache */
+            eng_model_release_pages(l->model);
+            return 0;
+        }
         if (want_cuda || o->no_cpu_fallback) return awq_seterr(err, AWQ_EDEVICE, "%s", e2);
     }
 #else

@@ -71,6 +71,10 @@ typedef struct model_priv {
     eng_st_file **st; /* (n_shards) parsed headers; own the tensor names */
 } model_priv;
 
+void eng_model_release_pages(const eng_model *m) {
+    for (int i = 0; m && i < m->n_shards; i++) plat_map_release(&m->shards[i]);
+}
+
 void eng_model_free(eng_model *m) {
     if (!m) return;
     model_priv *p = m->priv;

@@ -133,6 +133,9 @@ typedef struct eng_model {
  * and the reason. */
 AWQ_NODISCARD int eng_model_load(char *err, const char *dir, eng_model **out) AWQ_NONNULL(2, 3);
 void eng_model_free(eng_model *m);
+/* The shards' pages out of this process's resident memory (plat_map_release): after a backend
+ * copied the weights (the GPU's upload); the model stays readable. */
+void eng_model_release_pages(const eng_model *m);
 
 /* Look a tensor up by exact name (binary search); NULL when absent. */
 const eng_tensor *eng_model_tensor(const eng_model *m, const char *name);

@@ -47,6 +47,11 @@ typedef struct plat_map {
 /* Map path read-only. On failure err names the path and the reason. */
 AWQ_NODISCARD int plat_map_file(char *err, const char *path, plat_map *m) AWQ_NONNULL(2, 3);
 void plat_unmap(plat_map *m);
+/* Drop the mapping's resident pages from this process (they stay in the OS file cache and are
+ * read again if touched): for data copied elsewhere, such as weights uploaded to a GPU, which
+ * would otherwise count in the process's resident memory for as long as it runs. The mapping
+ * stays valid. */
+void plat_map_release(const plat_map *m);
 
 /* Read a whole file into a malloc'ed, NUL-terminated buffer; files over max_len are refused
  * with AWQ_ETOOBIG. Caller frees *data_p. */

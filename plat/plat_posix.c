@@ -50,6 +50,12 @@ int plat_map_file(char *err, const char *path, plat_map *m) {
     return 0;
 }
 
+void plat_map_release(const plat_map *m) {
+    /* a private read-only file mapping: MADV_DONTNEED drops the pages, a later read faults
+     * them back in from the file */
+    if (m && m->data) (void)madvise((void *)m->data, m->len, MADV_DONTNEED);
+}
+
 void plat_unmap(plat_map *m) {
     if (m && m->data) munmap((void *)m->data, m->len);
     if (m) {

@@ -129,6 +129,12 @@ int plat_map_file(char *err, const char *path, plat_map *m) {
     return 0;
 }
 
+void plat_map_release(const plat_map *m) {
+    /* VirtualUnlock on pages that are not locked takes them out of the working set (it then
+     * reports ERROR_NOT_LOCKED, expected); the view stays mapped */
+    if (m && m->data) (void)VirtualUnlock((LPVOID)m->data, m->len);
+}
+
 void plat_unmap(plat_map *m) {
     if (m && m->data) UnmapViewOfFile(m->data);
     if (m) {

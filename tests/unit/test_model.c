@@ -283,6 +283,12 @@ static void test_load_ok(void) {
         CHECK_EQ(m->weight_bytes, sum);
         CHECK(eng_model_tensor(m, "model.layers.2.mlp.up_proj.qweight") == NULL);
         CHECK(m->gen.has_temperature && !m->gen.has_top_k && m->gen.do_sample && m->gen.max_new_tokens == 64);
+        /* the pages dropped after a GPU upload come back from the file when read */
+        uint8_t before[64];
+        memcpy(before, m->embed, sizeof before);
+        eng_model_release_pages(m);
+        CHECK(memcmp(before, m->embed, sizeof before) == 0);
+        CHECK(((const uint8_t *)m->embed)[0] == 7);
         CHECK_NEAR(m->gen.top_p, 0.9, 1e-6);
 #ifdef _WIN32 /* absolute there: a drive ("Z:\\...") */
         CHECK(m->dir[1] == ':' && m->dir[2] == '\\');
