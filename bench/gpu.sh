@@ -147,6 +147,8 @@ if [ "$what" = all ] || [ "$what" = model ]; then
     ensure_model
     cat "$md"/*.safetensors >/dev/null # warm page cache: we measure page cache -> GPU
     $bin/gpu_bench --no-kernels --model "$md" >"$out/model.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
+    # decode through the generator with sampling on the GPU vs whole rows to the host
+    $bin/gpu_bench --no-kernels --model "$md" --sampled >>"$out/model.md" 2>>"$out/err.log" || { tail -5 "$out/err.log"; }
     if [ -n "${AWQ_MODEL_AB:-}" ]; then # the same without programmatic dependent launch
         { echo "#### the same with AWQ_CUDA_NO_PDL=1"; AWQ_CUDA_NO_PDL=1 $bin/gpu_bench --no-kernels --model "$md" | grep -E "decode|prefill"; } \
             >>"$out/model.md" 2>>"$out/err.log"
