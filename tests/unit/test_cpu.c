@@ -346,6 +346,47 @@ int main(void) {
         int best = 0;
         for (int i = 1; i < 20; i++) best = lg[i] > lg[best] ? i : best;
         CHECK_EQ(am, best);
+        /* picking (backend.h): bad requests are refused with the field named, nothing runs */
+        {
+            eng_pick pk = {.mode = ENG_PICK_TOP, .temperature = 1.0f, .top = 3};
+            eng_pick_edit ed = {25, 1.0f, 0};
+            int32_t ids[3];
+            float ls[3];
+            eng_pick_out po = {.ids = ids, .l = ls};
+            eng_batch bp = b;
+            bp.argmax = NULL, bp.pick = &pk, bp.pick_out = &po;
+            static const struct {
+                int mode, top, n_edit;
+                float t;
+                double u;
+                const char *msg;
+            } bad[] = {{9, 3, 0, 1.0f, 0, "pick mode 9"},
+                       {ENG_PICK_TOP, 0, 0, 1.0f, 0, "pick top 0"},
+                       {ENG_PICK_TOP, ENG_PICK_MAX + 1, 0, 1.0f, 0, "pick top 1025"},
+                       {ENG_PICK_DRAW, 0, 0, 0.0f, 0.5, "pick temperature 0"},
+                       {ENG_PICK_DRAW, 0, 0, 1.0f, 1.0, "pick draw at 1"},
+                       {ENG_PICK_TOP, 3, 1, 1.0f, 0, "edit of token 25 outside the vocabulary of 20"},
+                       {ENG_PICK_FULL, 0, 1, 1.0f, 0, "a FULL pick needs logits and carries no edits"}};
+            for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                pk = (eng_pick){.mode = bad[i].mode, .temperature = bad[i].t, .top = bad[i].top, .u = bad[i].u,
+                                .edit = &ed, .n_edit = bad[i].n_edit};
+                err[0] = 0;
+                const int rc = eng_cpu_backend.forward(err, st, &bp);
+                CHECK(rc == AWQ_EINVAL || rc == AWQ_ERANGE);
+                CHECK_CONTAINS(err, bad[i].msg);
+            }
+            /* a good one: the top 3 of the row, sorted, best first */
+            pk = (eng_pick){.mode = ENG_PICK_TOP, .temperature = 1.0f, .top = 3};
+            CHECK_EQ(eng_cpu_backend.forward(err, st, &bp), 0);
+            CHECK_EQ(po.n, 3);
+            CHECK_EQ(po.ids[0], best);
+            CHECK(po.l[0] >= po.l[1] && po.l[1] >= po.l[2]);
+            float row[20];
+            CHECK_EQ(eng_cpu_backend.row(err, st, 0, row), 0);
+            CHECK(memcmp(row, lg, sizeof row) == 0); /* no edits: the row as computed */
+            CHECK_EQ(eng_cpu_backend.row(err, st, 1, row), AWQ_EINVAL);
+            CHECK_CONTAINS(err, "logits row 1");
+        }
         eng_cpu_backend.slot_free(st, slot);
         CHECK_EQ(eng_cpu_backend.forward(err, st, &b), AWQ_EINVAL);
         CHECK_CONTAINS(err, "slot 0 is not allocated");
