@@ -55,7 +55,9 @@ static void direct(const char *mdir, double *ttft, double *tps) {
     char err[AWQ_ERR_LEN];
     eng_llm *l = NULL;
     eng_llm_opts lo = {.device = device, .threads = threads, .max_seqs = 1};
+    const double t_open = now_s();
     if (eng_llm_open(err, mdir, &lo, &l)) die(err);
+    printf("engine open (load, upload, warm-up): %.3f s\n", now_s() - t_open);
     eng_msg m = {"user", prompt};
     int32_t *ids = NULL;
     size_t n = 0;

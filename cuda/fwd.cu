@@ -27,11 +27,16 @@
  * size, attention splits): tokens, slots and positions live in device memory (d_meta, d_bt)
  * that the graph reads, so one capture serves every step of that shape.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helpers.cuh"
 #include "state.cuh"
+
+extern "C" {
+#include "plat.h"
+}
 
 #define META_TOK 0
 #define META_SLOT 1
@@ -268,6 +273,7 @@ static int decode_graph(char *err, cu_state *s, int T, int splits, cudaGraphExec
     }
     cudaGraph_t graph = NULL;
     s->nseg = 0; /* one token per sequence: the flash-decoding kernel */
+    const uint64_t t0 = plat_now_ns();
     CU_RET(err, cudaStreamBeginCapture(s->st, cudaStreamCaptureModeRelaxed));
     int rc = run_chunk(err, s, T, T, 0, splits, use_fused(s, T));
     if (!rc) rc = run_head(err, s, T);
@@ -277,9 +283,13 @@ static int decode_graph(char *err, cu_state *s, int T, int splits, cudaGraphExec
         return rc;
     }
     if (e != cudaSuccess) return awq_seterr(err, AWQ_EDEVICE, "cuda: graph capture: %s", cudaGetErrorName(e));
+    const uint64_t t1 = plat_now_ns();
     e = cudaGraphInstantiate(&slot->exec, graph, 0);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) return awq_seterr(err, AWQ_EDEVICE, "cuda: graph instantiate: %s", cudaGetErrorName(e));
+    if (getenv("AWQ_CUDA_GRAPH_TIMES")) /* what a new batch size costs (bench/RESULTS.md) */
+        fprintf(stderr, "cuda graph T=%d splits=%d: capture %.2f ms, instantiate %.2f ms\n", T, splits,
+                (double)(t1 - t0) * 1e-6, (double)(plat_now_ns() - t1) * 1e-6);
     slot->T = T;
     slot->splits = splits;
     slot->used = ++s->graph_clock;

@@ -14,6 +14,32 @@ int eng_llm_check_vocab(char *err, int config_vocab, int tokenizer_vocab) {
     return 0;
 }
 
+#ifdef AWQ_HAVE_CUDA
+/* Two short generations at load (prompts of 24 and 320 tokens, three sampled tokens with a
+ * penalty): the GPU's kernels and cuBLAS's load lazily on first use, tens of milliseconds that
+ * would otherwise fall on the first request (bench/RESULTS.md). Best effort: a failure here
+ * will show on the first request with its own message. */
+static void warm_up(eng_llm *l) {
+    char e2[AWQ_ERR_LEN];
+    static const size_t lens[2] = {24, 320};
+    int32_t ids[320];
+    for (size_t i = 0; i < 320; i++) ids[i] = (int32_t)((i * 7 + 3) % (size_t)l->model->cfg.vocab);
+    for (int k = 0; k < 2; k++) {
+        if (lens[k] + 4 > (size_t)l->max_ctx) break;
+        eng_samp_params p;
+        eng_samp_params_default(&p, NULL);
+        p.temperature = 1.0f, p.top_k = 4, p.repetition_penalty = 1.1f, p.max_tokens = 3, p.ignore_eos = true;
+        p.has_seed = true;
+        eng_gen_seq *s = NULL;
+        if (eng_gen_seq_create(e2, l->gen, &p, &s)) return;
+        if (!eng_gen_seq_prompt(e2, s, ids, lens[k], NULL))
+            for (int step = 0; step < 16 && eng_gen_seq_finish(s) == ENG_GEN_RUNNING; step++)
+                if (eng_gen_step(e2, l->gen, &s, 1)) break;
+        eng_gen_seq_free(s);
+    }
+}
+#endif
+
 int eng_llm_open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
     const char *dev = o->device ? o->device : "auto";
     eng_backend_opts bo = {
@@ -35,6 +61,7 @@ int eng_llm_open_backend(char *err, eng_llm *l, const eng_llm_opts *o) {
             /* the weights live on the GPU now: the upload's pages of the mapping (5.6 GB of
              * resident memory for shisa-7B) go back to the file cache */
             eng_model_release_pages(l->model);
+            warm_up(l);
             return 0;
         }
         if (want_cuda || o->no_cpu_fallback) return awq_seterr(err, AWQ_EDEVICE, "%s", e2);
