@@ -1,15 +1,18 @@
 /* pick.cu - sampling reduced on the GPU (engine/backend.h, "picking"): the logit edits of bias
- * and penalties, then per row the top candidates (radix select) or the inverse-CDF draw, so
- * that a sampled row crosses to the host as a token or a few KB of candidates instead of the
- * whole row (480 KB at a 120k vocabulary, ~40 us of PCIe per row and the host's pass over it).
+ * and penalties, then per row the top candidates (radix select), the inverse-CDF draw, or the
+ * top-p / min-p nucleus and its draw, so that a sampled row crosses to the host as a token or a
+ * few KB of candidates instead of the whole row (480 KB at a 120k vocabulary, ~40 us of PCIe
+ * per row and the host's pass over it).
  *
  * The reference is eng_samp_pick (engine/sample.c): the same l = w / T (IEEE division), the
  * same cut (l >= lmax - ENG_PICK_CUT), the same order (l desc, then id). Sums of exp differ
  * from the host's only in their order (and CUDA's expf, within 2 ulp), which moves a draw only
  * when u falls within ~1e-7 of a boundary.
  *
- * One 1024-thread block per reduced row; the row is read from L2 (the lm_head just wrote it)
- * a few times: max, then z / the cut / the first radix digit, two more digits, the gather.
+ * One 1024-thread block per reduced row. The first pass reads the row (from L2: the lm_head
+ * just wrote it) and keeps l as 32-bit order keys in a scratch row; the passes after read the
+ * keys: z and the cut with the first radix digit, two more digits, the gather and sort, and for
+ * a nucleus wider than the candidates the mass selects (docs/cuda.md).
  */
 #include <float.h>
 #include <stdlib.h>
