@@ -315,6 +315,63 @@ static void test_pick(void) {
         CHECK_EQ(diff, 0);
         CHECK(rows > 0); /* the short answers (64 of a top-k of 300) went back for the row */
     }
+    CASE("samp-9.4", "1500 random settings on vocabularies of 1-300 tokens (bans, NaN, ties, top-k past the "
+                     "vocabulary, whole-history penalties): the picking path chooses what the whole-row sampler "
+                     "chooses, errors included");
+    {
+        uint32_t x = 2024;
+#define RND() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+        int diff = 0, errs = 0, total = 0;
+        for (int it = 0; it < 1500; it++) {
+            const int n = 1 + (int)(RND() % 300);
+            eng_samp_params p = base();
+            p.seed = RND();
+            const uint32_t rb = RND();
+            p.temperature = (rb & 3) == 0 ? 0.0f : 0.2f + (float)(RND() % 100) * 0.03f;
+            p.top_k = (rb & 4) ? (int)(RND() % (unsigned)(n + 20)) : 0;
+            p.top_p = (rb & 8) ? 0.05f + (float)(RND() % 95) * 0.01f : 1.0f;
+            p.min_p = (rb & 16) ? (float)(RND() % 60) * 0.01f : 0.0f;
+            p.typical_p = (rb & 32) && (rb & 64) ? 0.3f + (float)(RND() % 70) * 0.01f : 1.0f;
+            p.repetition_penalty = (rb & 128) ? 0.5f + (float)(RND() % 20) * 0.1f : 1.0f;
+            p.frequency_penalty = (rb & 256) ? (float)(RND() % 10) * 0.1f : 0.0f;
+            p.presence_penalty = (rb & 512) ? (float)(RND() % 10) * 0.1f : 0.0f;
+            p.penalty_last_n = (rb & 1024) ? -1 : (int)(RND() % 20);
+            p.logprobs = (rb & 2048) && (rb & 4096) ? 2 : 0;
+            eng_samp_bias b[8];
+            p.n_logit_bias = (rb & 8192) ? (int)(RND() % 8) : 0;
+            for (int i = 0; i < p.n_logit_bias; i++)
+                b[i] = (eng_samp_bias){(int32_t)(RND() % (unsigned)n), (RND() & 3) ? (float)(RND() % 40) * 0.25f - 5.0f
+                                                                                   : -INFINITY};
+            p.logit_bias = b;
+            eng_samp *s1 = eng_samp_create(err, &p, n), *s2 = eng_samp_create(err, &p, n);
+            CHECK(s1 && s2);
+            if (!s1 || !s2) break;
+            int32_t hist[40];
+            size_t nh = 0;
+            for (int i = 0; i < 12; i++) hist[nh++] = (int32_t)(RND() % (unsigned)n);
+            for (int t = 0; t < 5; t++) {
+                for (int v = 0; v < n; v++) {
+                    const uint32_t y = RND();
+                    lg[v] = (y & 63) == 0 ? NAN : (y & 63) == 1 ? -INFINITY : (float)((int)(y % 41) - 20) * 0.25f;
+                }
+                eng_samp_result r1, r2;
+                int rows = 0;
+                const int rc1 = eng_samp_sample(err, s1, sc, lg, hist, nh, &r1);
+                const int rc2 = pick_one(err, s2, sc, lg, n, hist, nh, 0, &r2, &rows, NULL);
+                total++;
+                if (rc1 != rc2) errs++;
+                else if (!rc1 && r1.id != r2.id) diff++;
+                if (rc1) break;
+                hist[nh++] = r1.id;
+            }
+            eng_samp_free(s1);
+            eng_samp_free(s2);
+        }
+#undef RND
+        if (diff || errs) fprintf(stderr, "   %d ids and %d results differ of %d\n", diff, errs, total);
+        CHECK_EQ(diff, 0);
+        CHECK_EQ(errs, 0);
+    }
     CASE("samp-9.3", "the reduction: TOP on a tie-heavy grid is the full sort's first k with lmax, z and the cut; a "
                      "banned row answers nothing and finishes with the banned error");
     {
