@@ -679,19 +679,12 @@ void cup_collect(cu_state *s, const eng_batch *b) {
             po->id = s->h_am[i];
             continue;
         }
+        /* id: the draw, or a top's first (an edited argmax is a top 1); n -1: not reduced */
         const cup_out *o = &pk->h_out[k];
-        po->n_cut = o->n_cut, po->lmax = o->lmax, po->z = o->z;
-        if (p->mode == ENG_PICK_DRAW || p->mode == ENG_PICK_NUCLEUS) {
-            po->id = o->id;
-        } else if (p->mode == ENG_PICK_ARGMAX) {
-            po->id = o->n > 0 ? pk->h_cid[pk->h_row[k].off] : -1;
-        } else {
-            po->id = o->id;
-            po->n = o->n;
-            if (o->n > 0) {
-                memcpy(po->ids, pk->h_cid + pk->h_row[k].off, (size_t)o->n * sizeof(int32_t));
-                memcpy(po->l, pk->h_cl + pk->h_row[k].off, (size_t)o->n * sizeof(float));
-            }
+        po->id = o->id, po->n = o->n, po->n_cut = o->n_cut, po->lmax = o->lmax, po->z = o->z;
+        if (p->mode == ENG_PICK_TOP && o->n > 0) {
+            memcpy(po->ids, pk->h_cid + pk->h_row[k].off, (size_t)o->n * sizeof(int32_t));
+            memcpy(po->l, pk->h_cl + pk->h_row[k].off, (size_t)o->n * sizeof(float));
         }
     }
 }

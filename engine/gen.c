@@ -73,8 +73,10 @@ struct eng_gen_seq {
  * ~0.2 ms at a 120k vocabulary, 13 ms per step at 64 streams on one thread, twice the
  * GPU's whole step (bench/RESULTS.md). */
 #define GEN_PAR_MIN 4
-enum { HOST_NONE, HOST_RAW, HOST_EDITED };
 #define GEN_PAR_MAX 8
+
+/* where a sampling sequence's token comes from this step (eng_gen_seq.host) */
+enum { HOST_NONE /* the backend's answer settled it */, HOST_RAW /* the raw row */, HOST_EDITED /* the edited row */ };
 
 const char *eng_gen_finish_name(eng_gen_finish f) {
     switch (f) {
@@ -508,8 +510,8 @@ int eng_gen_step(char *err, eng_gen *g, eng_gen_seq *const *seqs, int n) {
                 g->samp[g->n_samp++] = s;
                 continue;
             }
-            /* the answer could not settle it (a top-p nucleus wider than the candidates):
-             * the edited row, then the host samples as before */
+            /* the backend could not reduce the row (more ties at its threshold than it
+             * gathers): the edited row, then the host samples as before */
             if ((rc = g->be->row(err, g->be_state, i, g->logits + (size_t)i * g->vocab))) return rc;
             s->host = HOST_EDITED;
         }

@@ -337,19 +337,25 @@ static int32_t draw(const cand *c, int n, double u) {
     return c[n - 1].id;
 }
 
+/* the shortest prefix of c[0..n) whose probabilities sum to at least th (all n when they fall
+ * short) */
+static int mass_prefix(const cand *c, int n, double th) {
+    double cum = 0;
+    int k = 0;
+    while (k < n) {
+        cum += c[k++].p;
+        if (cum >= th) break;
+    }
+    return k;
+}
+
 /* The filters after the candidates are chosen (c[0..n) sorted by cmp_logit_desc unless
  * neither top-p nor min-p is on; n >= 1), then the draw at u. nucleus / minp: that filter was
  * already applied while choosing them. */
 static int32_t filter_draw(const eng_samp_params *p, cand *c, int n, bool nucleus, bool minp, double u) {
     softmax(c, n);
     if (p->top_p < 1.0f && !nucleus) {
-        double cum = 0;
-        int k = 0;
-        while (k < n) {
-            cum += c[k++].p;
-            if (cum >= p->top_p) break;
-        }
-        n = k;
+        n = mass_prefix(c, n, p->top_p);
         softmax(c, n);
     }
     if (p->min_p > 0.0f && !minp) {
@@ -366,13 +372,7 @@ static int32_t filter_draw(const eng_samp_params *p, cand *c, int n, bool nucleu
         /* rank by |-log p - H| (most typical first), keep until the mass reaches typical_p */
         for (int i = 0; i < n; i++) c[i].key = (float)fabs(-log(c[i].p) - H);
         qsort(c, (size_t)n, sizeof *c, cmp_key_asc);
-        double cum = 0;
-        int k = 0;
-        while (k < n) {
-            cum += c[k++].p;
-            if (cum >= p->typical_p) break;
-        }
-        n = k;
+        n = mass_prefix(c, n, p->typical_p);
         softmax(c, n);
     }
     return draw(c, n, u);
