@@ -75,8 +75,8 @@ typedef struct eng_pick {
 
 typedef struct eng_pick_out {
     int32_t id;    /* ARGMAX, DRAW, NUCLEUS: the token, -1 when every logit is -inf or NaN */
-    int n;         /* TOP: candidates written, min(top, n_cut); -1 when the backend could not reduce the
-                    * row (the host then reads it with eng_backend_ops.row) */
+    int n;         /* TOP: candidates written, min(top, n_cut); TOP, ARGMAX: -1 when the backend could
+                    * not reduce the row (the host then reads it with eng_backend_ops.row) */
     int n_cut;     /* TOP, DRAW: tokens with l >= lmax - ENG_PICK_CUT (0: every logit -inf or NaN);
                     * a NUCLEUS answer carries the id alone */
     float lmax;    /* TOP, DRAW: the largest l */

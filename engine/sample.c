@@ -628,6 +628,10 @@ int eng_samp_finish(char *err, eng_samp *s, eng_samp_scratch *sc, const eng_pick
     *need_row = false;
     out->logprob = 0.0f, out->n_top = 0;
     if (req->mode == ENG_PICK_ARGMAX || req->mode == ENG_PICK_DRAW || req->mode == ENG_PICK_NUCLEUS) {
+        if (req->mode == ENG_PICK_ARGMAX && po->n < 0) { /* not reduced: more ties at the max than it gathers */
+            *need_row = true;
+            return 0;
+        }
         if (po->id < 0 || po->id >= s->vocab) return banned(err);
         out->id = po->id;
         return 0;

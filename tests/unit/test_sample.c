@@ -407,6 +407,23 @@ static void test_pick(void) {
         eng_samp_free(s);
         req.mode = 7;
         CHECK_EQ(eng_samp_pick(err, sc, lg, VB, &req, &po), AWQ_EINVAL);
+        /* an edited argmax the backend could not reduce (ties past what it gathers): the row */
+        for (int v = 0; v < VB; v++) lg[v] = 1.0f;
+        lg[4321] = 2.0f;
+        p = base();
+        p.temperature = 0;
+        s = eng_samp_create(err, &p, VB);
+        eng_pick am = {.mode = ENG_PICK_ARGMAX};
+        eng_pick_out amo = {.id = -1, .n = -1};
+        bool need = false;
+        CHECK_EQ(eng_samp_finish(err, s, sc, &am, &amo, &r, &need), 0);
+        CHECK(need);
+        CHECK_EQ(eng_samp_sample_edited(err, s, sc, lg, &r), 0);
+        CHECK_EQ(r.id, 4321);
+        amo.n = 0; /* reduced, nothing in the cut: banned */
+        CHECK_EQ(eng_samp_finish(err, s, sc, &am, &amo, &r, &need), AWQ_EINVAL);
+        CHECK(!need);
+        eng_samp_free(s);
     }
     free(lg);
     eng_samp_scratch_free(sc);
